@@ -1,0 +1,5 @@
+import sys
+
+from urllm.cli import main
+
+sys.exit(main())

@@ -1,0 +1,87 @@
+"""Configuration of the data stage: where the two-domain data comes from and how it is read."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from urllm.configuration import opt
+
+DATA_DIR_ENV = "URLLM_DATA_DIR"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def default_data_root() -> Path:
+    """``$URLLM_DATA_DIR`` if set, else ``../shared/data`` beside the repository."""
+    env = os.environ.get(DATA_DIR_ENV)
+    return Path(env).expanduser().resolve() if env else (REPO_ROOT.parent / "shared" / "data").resolve()
+
+
+@dataclass
+class RecBoleConfig:
+    """RecBole atomic files (``.inter`` + ``.item``) split into two domains by an item field."""
+
+    inter_file: str = opt("ml-1m/ml-1m.inter", "interaction file, relative to the data root")
+    item_file: str = opt("ml-1m/ml-1m.item", "item file, relative to the data root")
+    domain_field: str = opt("genre", "item field whose (space-separated) values pick the domain")
+    domain_values: dict[str, list[str]] = opt(
+        factory=dict,
+        help="domain name -> field values; an item goes to the first domain its first matching value names",
+    )
+    title_field: str = opt("movie_title", "item field used as the title")
+    text_fields: list[str] = opt(factory=lambda: ["genre"], help="item fields joined into the item text")
+    min_rating: float = opt(0.0, "drop interactions rated below this")
+    min_per_domain: int = opt(2, "keep users with at least this many interactions in each domain")
+    max_history: int = opt(50, "keep the most recent N interactions before each target")
+    max_users: int = opt(0, "keep at most this many users (seeded sample; 0 = all)")
+    valid_frac: float = opt(0.1, "share of users in the valid split")
+    test_frac: float = opt(0.1, "share of users in the test split")
+    seed: int = opt(0, "seed of the user sample and the split")
+
+
+@dataclass
+class AmazonConfig:
+    """Amazon Review Data (2018 or 2023) JSON lines: one reviews and one metadata file per domain."""
+
+    review_files: list[str] = opt(factory=list, help="reviews JSON lines, one per domain (may be .gz)")
+    meta_files: list[str] = opt(factory=list, help="metadata JSON lines, one per domain (may be .gz)")
+    k_core: int = opt(5, "iteratively keep users and items with at least k interactions")
+    min_per_domain: int = opt(1, "keep users with at least this many interactions in each domain")
+    max_history: int = opt(100, "keep the most recent N interactions before each target")
+    valid_frac: float = opt(0.1, "share of users in the valid split")
+    test_frac: float = opt(0.1, "share of users in the test split")
+    seed: int = opt(0, "seed of the user split")
+
+
+@dataclass
+class DataConfig:
+    """Which dataset, in which format, and where its files are."""
+
+    name: str = opt("art-office", "dataset name (used in run directories and reports)")
+    format: Literal["art_office", "recbole", "amazon"] = opt("art_office", "reader to use")
+    root: str = opt("", "data root; empty = $URLLM_DATA_DIR or ../shared/data beside the repo", path=True)
+    domains: list[str] = opt(factory=lambda: ["art", "office"], help="the two domain names, X then Y")
+    item_files: list[str] = opt(
+        factory=lambda: ["art-office/item_listA_F.csv", "art-office/item_listO_AA_F.csv"],
+        help="art_office format: one item list per domain, relative to the data root",
+    )
+    train_file: str = opt("art-office/train_F2.txt", "art_office format: training sequences")
+    valid_file: str = opt("art-office/valid_F2.txt", "art_office format: validation sequences")
+    test_file: str = opt("", "test sequences (withheld for Art-Office: pass data.test_file=PATH)")
+    recbole: RecBoleConfig = opt(factory=RecBoleConfig, help="recbole format options")
+    amazon: AmazonConfig = opt(factory=AmazonConfig, help="amazon format options")
+
+    def __post_init__(self) -> None:
+        if len(self.domains) != 2 or self.domains[0] == self.domains[1]:
+            raise ValueError(f"domains must name two different domains, got {self.domains}")
+
+    @property
+    def root_dir(self) -> Path:
+        return Path(self.root) if self.root else default_data_root()
+
+    def path(self, rel: str) -> Path:
+        """A data file: absolute paths stay, relative ones are under the data root."""
+        p = Path(rel).expanduser()
+        return p if p.is_absolute() else self.root_dir / p
