@@ -19,6 +19,7 @@ from urllm.configuration import (
 )
 from urllm.data.config import REPO_ROOT, DataConfig
 from urllm.eval.config import EvalConfig
+from urllm.llm.config import LLMConfig
 
 __all__ = ["Config", "ConfigError", "load_config", "save_config"]
 
@@ -32,6 +33,7 @@ class Config:
     data: DataConfig = opt(factory=DataConfig, help="the dataset")
     eval: EvalConfig = opt(factory=EvalConfig, help="the evaluation protocol")
     sasrec: SASRecConfig = opt(factory=SASRecConfig, help="the SASRec baseline")
+    llm: LLMConfig = opt(factory=LLMConfig, help="the language model")
 
     @property
     def run_path(self) -> Path:
