@@ -46,9 +46,9 @@ def cmd_evaluate(args) -> int:
     from urllm.recommender import make_system
 
     cfg = _load(args)
+    system = make_system(args.system, cfg)  # an unknown name fails before any data is read
     data = load_data_from_config(cfg.data)
     data.records(args.split)  # fail early on a missing split
-    system = make_system(args.system, cfg)
     run_dir = cfg.run_path / "systems" / args.system
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
