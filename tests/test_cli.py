@@ -14,7 +14,9 @@ def _subcommands(parser, prefix=()):
 
 
 def test_help_is_instant_and_lists_commands():
-    out = subprocess.run([sys.executable, "-m", "urllm", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "urllm", "--help"], capture_output=True, text=True, check=True
+    )
     assert "evaluate" in out.stdout
 
 

@@ -39,7 +39,9 @@ def test_expected_metrics_match_brute_force_over_tie_breaks():
         assert fast["MRR"][i] == pytest.approx(np.mean(1 / ranks))
         for k in (1, 5, 10):
             assert fast[f"HR@{k}"][i] == pytest.approx(np.mean(ranks <= k))
-            assert fast[f"NDCG@{k}"][i] == pytest.approx(np.mean(np.where(ranks <= k, 1 / np.log2(ranks + 1), 0)))
+            assert fast[f"NDCG@{k}"][i] == pytest.approx(
+                np.mean(np.where(ranks <= k, 1 / np.log2(ranks + 1), 0))
+            )
 
 
 def test_harmonic_numbers_exact_and_asymptotic():

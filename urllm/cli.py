@@ -60,6 +60,31 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_pipeline(args) -> int:
+    import dataclasses
+
+    from urllm.eval.evaluate import format_summary
+    from urllm.pipeline.runner import run_pipeline
+    from urllm.pipeline.stages import all_stages
+
+    cfg = _load(args)
+    if args.split:
+        cfg = dataclasses.replace(cfg, pipeline=dataclasses.replace(cfg.pipeline, split=args.split))
+    if args.split == "test" and not cfg.data.test_file and cfg.data.format == "art_office":
+        from urllm.configuration import ConfigError
+
+        raise ConfigError("--split test needs data.test_file=PATH (the Art-Office test split is withheld)")
+    wanted = args.stages.split(",") if args.stages else cfg.pipeline.stages
+    run_pipeline(cfg, all_stages(), wanted, cfg.pipeline.split)
+    results = cfg.run_path / f"evaluate-{cfg.pipeline.split}" / "results.json"
+    if results.is_file():
+        obj = json.loads(results.read_text())
+        print(format_summary(obj["systems"]))
+        if args.out:
+            _write_json(obj, args.out)
+    return 0
+
+
 def _write_json(obj, path: str) -> None:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -87,11 +112,27 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="valid", choices=["train", "valid", "test"])
     ev.add_argument("--out", help="write the metrics JSON here")
     ev.set_defaults(func=cmd_evaluate)
+
+    pipe = sub.add_parser(
+        "pipeline", help="prepare -> graph -> index -> prompts -> finetune -> infer -> evaluate"
+    )
+    _add_config(pipe)
+    pipe.add_argument("--split", choices=["valid", "test"], help="split to score (default pipeline.split)")
+    pipe.add_argument("--stages", help="comma-separated stages to run (default pipeline.stages)")
+    pipe.add_argument("--out", help="write {'systems': {name: metrics}} JSON here")
+    pipe.set_defaults(func=cmd_pipeline)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # overrides may stand anywhere on the line, also after options: collect the leftovers
+    args, extra = parser.parse_known_args(argv)
+    bad = [x for x in extra if x.startswith("-") or "=" not in x]
+    if bad or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(bad or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

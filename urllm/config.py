@@ -20,6 +20,7 @@ from urllm.configuration import (
 from urllm.data.config import REPO_ROOT, DataConfig
 from urllm.eval.config import EvalConfig
 from urllm.llm.config import LLMConfig
+from urllm.pipeline.config import PipelineConfig
 
 __all__ = ["Config", "ConfigError", "load_config", "save_config"]
 
@@ -34,6 +35,7 @@ class Config:
     eval: EvalConfig = opt(factory=EvalConfig, help="the evaluation protocol")
     sasrec: SASRecConfig = opt(factory=SASRecConfig, help="the SASRec baseline")
     llm: LLMConfig = opt(factory=LLMConfig, help="the language model")
+    pipeline: PipelineConfig = opt(factory=PipelineConfig, help="stages and systems of `urllm pipeline`")
 
     @property
     def run_path(self) -> Path:

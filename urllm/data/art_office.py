@@ -133,3 +133,30 @@ def load_art_office(cfg: DataConfig) -> TwoDomainData:
         "loaded %s: %d items, %s", cfg.name, catalogue.n_items, {k: len(v) for k, v in splits.items()}
     )
     return TwoDomainData(name=cfg.name, catalogue=catalogue, splits=splits)
+
+
+def write_art_office(data: TwoDomainData, out_dir: Path) -> dict[str, str]:
+    """Write ``data`` in this format (item lists + one sequence file per split); returns the file names.
+
+    Used to turn synthetic data into files the pipeline reads like the real dataset.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cat = data.catalogue
+    names = {}
+    for d, dom in enumerate(cat.domains):
+        name = f"items_{dom}.csv"
+        with (out_dir / name).open("w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(ITEM_COLUMNS)
+            for local, gid in enumerate(cat.domain_range(d)):
+                w.writerow([local, cat.titles[gid], gid, cat.texts[gid]])
+        names[f"items_{d}"] = name
+    for split, recs in data.splits.items():
+        name = f"{split}.txt"
+        with (out_dir / name).open("w", encoding="utf-8") as fh:
+            for r in recs:
+                seq = (*r.history, r.target)
+                fields = "\t".join(f"{item}|{pos}|{pos}" for pos, item in enumerate(seq))
+                fh.write(f"{r.user}\t{len(seq) - 1}\t{fields}\t\n")
+        names[split] = name
+    return names

@@ -81,6 +81,15 @@ class DataConfig:
     def root_dir(self) -> Path:
         return Path(self.root) if self.root else default_data_root()
 
+    def source_files(self, include_test: bool = False) -> list[Path]:
+        """The files the reader of ``format`` reads (hashed by the pipeline)."""
+        if self.format == "recbole":
+            return [self.path(self.recbole.inter_file), self.path(self.recbole.item_file)]
+        if self.format == "amazon":
+            return [self.path(f) for f in (*self.amazon.review_files, *self.amazon.meta_files)]
+        files = [self.path(f) for f in (*self.item_files, self.train_file, self.valid_file)]
+        return files + ([self.path(self.test_file)] if include_test and self.test_file else [])
+
     def path(self, rel: str) -> Path:
         """A data file: absolute paths stay, relative ones are under the data root."""
         p = Path(rel).expanduser()

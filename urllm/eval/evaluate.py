@@ -140,3 +140,19 @@ def format_table(result: dict) -> str:
             f"{name:<10} {m.get('n', 0):>6} " + " ".join(f"{m.get(c, float('nan')):>8.4f}" for c in cols)
         )
     return "\n".join(lines)
+
+
+def format_summary(results: dict[str, dict], metrics: tuple[str, ...] = ("MRR", "NDCG@10", "HR@10")) -> str:
+    """One line per system: the chosen metrics for each domain."""
+    if not results:
+        return "(no systems scored)"
+    first = next(iter(results.values()))
+    domains = list(first["per_domain"])
+    head = f"{'system':<22}" + "".join(f"{d + ' ' + m:>16}" for d in domains for m in metrics)
+    lines = [f"{first['split']} split, {first['protocol']} ranking", head]
+    for name, res in results.items():
+        cells = "".join(
+            f"{res['per_domain'].get(d, {}).get(m, float('nan')):>16.4f}" for d in domains for m in metrics
+        )
+        lines.append(f"{name:<22}{cells}")
+    return "\n".join(lines)

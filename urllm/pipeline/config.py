@@ -1,0 +1,34 @@
+"""Configuration of the end-to-end pipeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from urllm.configuration import opt
+
+
+@dataclass
+class PipelineConfig:
+    """Which stages and systems ``urllm pipeline`` runs."""
+
+    stages: list[str] = opt(
+        factory=lambda: ["prepare", "graph", "index", "prompts", "finetune", "infer", "evaluate"],
+        help="stages to run, in order (a stage's upstream stages run first when needed)",
+    )
+    systems: list[str] = opt(
+        factory=lambda: [
+            "popularity",
+            "transition",
+            "sasrec",
+            "graph",
+            "urllm",
+            "urllm-no-retrieval",
+            "urllm-no-grounding",
+        ],
+        help="systems scored by the evaluate stage",
+    )
+    split: str = opt("valid", "split the infer and evaluate stages score (valid | test)")
+
+    def __post_init__(self) -> None:
+        if self.split not in ("valid", "test"):
+            raise ValueError(f"split must be valid or test, got {self.split!r}")

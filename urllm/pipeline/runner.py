@@ -1,0 +1,128 @@
+"""Run stages in dependency order, skipping those whose inputs did not change.
+
+A stage reads config sections and files, and the artifacts of its upstream stages; its fingerprint
+covers all three (see :mod:`urllm.pipeline.manifest`), so a stage never reads an artifact made from
+different inputs. A killed pipeline resumes: finished stages are skipped, the interrupted one restarts
+in its own directory (stages that checkpoint, such as training, continue from their checkpoint).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from urllm.config import Config
+from urllm.configuration import ConfigError, to_dict
+from urllm.pipeline.manifest import Manifest, file_sha256, fingerprint
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class StageContext:
+    """What a running stage sees: the config, its own directory and its upstream stages' directories."""
+
+    cfg: Config
+    run_dir: Path
+    name: str
+    split: str
+
+    @property
+    def dir(self) -> Path:
+        return self.stage_dir(self.name)
+
+    def stage_dir(self, name: str) -> Path:
+        return self.run_dir / name
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the method.
+
+    Args:
+        name: directory name under the run directory.
+        sections: dotted config sections the stage reads (``"data"``, ``"graph"`` ...).
+        after: upstream stages whose artifacts it reads.
+        run: does the work; returns a small dict of outputs recorded in the manifest.
+        inputs: files outside the run directory the stage reads (hashed into the fingerprint).
+        per_split: the stage depends on ``pipeline.split`` (its directory gets a ``-<split>`` suffix).
+        exclude: dotted keys left out of the fingerprint (e.g. the test file for training stages).
+    """
+
+    name: str
+    sections: tuple[str, ...]
+    after: tuple[str, ...]
+    run: Callable[[StageContext], dict[str, Any] | None]
+    inputs: Callable[[Config, str], list[Path]] = field(default=lambda cfg, split: [])
+    per_split: bool = False
+    exclude: tuple[str, ...] = ()
+
+    def dir_name(self, split: str) -> str:
+        return f"{self.name}-{split}" if self.per_split else self.name
+
+
+def _config_part(cfg: Config, sections: tuple[str, ...], exclude: tuple[str, ...]) -> dict[str, Any]:
+    full = to_dict(cfg)
+    out = {}
+    for sec in sections:
+        node: Any = full
+        for part in sec.split("."):
+            node = node[part]
+        out[sec] = node
+    for key in exclude:
+        *path, last = key.split(".")
+        node = out.get(path[0]) if path else out
+        for part in path[1:]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return out
+
+
+def run_pipeline(cfg: Config, stages: list[Stage], wanted: list[str], split: str) -> dict[str, str]:
+    """Run the ``wanted`` stages (and the upstream stages they need); return stage -> fingerprint."""
+    by_name = {s.name: s for s in stages}
+    unknown = [w for w in wanted if w not in by_name]
+    if unknown:
+        raise ConfigError(f"pipeline.stages: unknown stage {unknown[0]!r}; known: {', '.join(by_name)}")
+    order: list[Stage] = []
+
+    def visit(name: str) -> None:
+        stage = by_name[name]
+        for up in stage.after:
+            visit(up)
+        if stage not in order:
+            order.append(stage)
+
+    for name in wanted:
+        visit(name)
+
+    run_dir = cfg.run_path
+    fps: dict[str, str] = {}
+    for i, stage in enumerate(order, start=1):
+        ctx = StageContext(cfg=cfg, run_dir=run_dir, name=stage.dir_name(split), split=split)
+        missing = [p for p in stage.inputs(cfg, split) if not p.is_file()]
+        if missing:
+            raise ConfigError(f"stage {stage.name}: input file not found: {missing[0]}")
+        hashes = {str(p): file_sha256(p) for p in stage.inputs(cfg, split)}
+        conf = _config_part(cfg, stage.sections, stage.exclude)
+        if stage.per_split:
+            conf["split"] = split
+        upstream = {up: fps[up] for up in stage.after}
+        fp = fingerprint(conf, hashes, upstream)
+        fps[stage.name] = fp
+        manifest = Manifest(ctx.dir)
+        if manifest.is_done(fp):
+            logger.info("[%d/%d] %s: up to date, skipped", i, len(order), ctx.name)
+            continue
+        logger.info("[%d/%d] %s: running", i, len(order), ctx.name)
+        manifest.begin(ctx.name, fp, conf, hashes, upstream)
+        start = time.perf_counter()
+        outputs = stage.run(ctx)
+        manifest.finish(time.perf_counter() - start, outputs)
+        logger.info("[%d/%d] %s: done in %.1f s", i, len(order), ctx.name, time.perf_counter() - start)
+    return fps
