@@ -96,3 +96,19 @@ def test_unknown_stage_is_an_error(tiny_config):
 
     with pytest.raises(ConfigError, match="unknown stage 'nope'"):
         run_pipeline(load_config(tiny_config), all_stages(), ["nope"], "valid")
+
+
+def test_report_renders_tables_and_plots(tiny_config):
+    from urllm.report import write_report
+
+    cfg = load_config(tiny_config)
+    run_pipeline(cfg, all_stages(), ["evaluate"], "valid")
+    (cfg.run_path / "graph").mkdir()
+    (cfg.run_path / "graph" / "train_log.jsonl").write_text(
+        "\n".join(json.dumps({"epoch": e, "loss": 1.0 / (e + 1), "valid_MRR": 0.1 * e}) for e in range(3))
+    )
+    report = write_report(cfg.run_path, "valid")
+    text = report.read_text()
+    assert "| transition |" in text and "## Cold start" in text and "## Training curves" in text
+    for png in ("metrics.png", "cold_start.png", "curves.png"):
+        assert (report.parent / png).stat().st_size > 1000

@@ -85,6 +85,17 @@ def cmd_pipeline(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from urllm.report import write_report
+
+    try:
+        print(write_report(Path(args.run_dir), args.split))
+    except (FileNotFoundError, ValueError) as exc:
+        logger.error("%s", exc)
+        return 2
+    return 0
+
+
 def _write_json(obj, path: str) -> None:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -121,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     pipe.add_argument("--stages", help="comma-separated stages to run (default pipeline.stages)")
     pipe.add_argument("--out", help="write {'systems': {name: metrics}} JSON here")
     pipe.set_defaults(func=cmd_pipeline)
+
+    rep = sub.add_parser("report", help="Markdown report with plots from a pipeline run directory")
+    rep.add_argument("--run-dir", required=True, help="the pipeline's run directory")
+    rep.add_argument("--split", default="valid", choices=["valid", "test"])
+    rep.set_defaults(func=cmd_report)
     return parser
 
 

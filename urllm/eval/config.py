@@ -17,7 +17,7 @@ class EvalConfig:
     )
     seed: int = opt(0, "seed of the sampled negatives")
     cold_start_bins: list[int] = opt(
-        factory=lambda: [0, 1, 3, 6, 11],
+        factory=lambda: [0, 1, 3, 5, 8, 13],
         help="lower edges of the cold-start buckets (number of target-domain items in the history)",
     )
     batch_size: int = opt(256, "records scored per call of a system")
