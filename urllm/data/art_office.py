@@ -54,25 +54,36 @@ def build_catalogue(cfg: DataConfig) -> Catalogue:
     """Both item lists as one catalogue; ids must be 0..N-1, each domain a contiguous block in order."""
     if len(cfg.item_files) != 2:
         raise DataError(f"data.item_files must list two files (one per domain), got {cfg.item_files}")
-    ids, titles, texts, domain = [], [], [], []
+    ids, titles, texts, domain, where = [], [], [], [], []
     for d, rel in enumerate(cfg.item_files):
-        for gid, title, attrs in read_item_list(cfg.path(rel)):
+        path = cfg.path(rel)
+        for row, (gid, title, attrs) in enumerate(read_item_list(path)):
             ids.append(gid)
             titles.append(title)
             texts.append(attrs)
             domain.append(d)
+            where.append(f"{path}:{row + 2}")  # read_item_list keeps every row: row k is on line k + 2
     order = np.argsort(np.array(ids), kind="stable")
     sorted_ids = np.array(ids)[order]
-    dup = sorted_ids[1:][np.diff(sorted_ids) == 0]
+    dup = np.flatnonzero(np.diff(sorted_ids) == 0)
     if len(dup):
-        raise DataError(f"duplicate item id {int(dup[0])} in {cfg.item_files}")
-    if sorted_ids[0] != 0 or sorted_ids[-1] != len(ids) - 1:
-        raise DataError(f"item ids in {cfg.item_files} must be exactly 0..{len(ids) - 1}")
+        k = int(dup[0])
+        raise DataError(
+            f"{where[order[k + 1]]}: duplicate item id {int(sorted_ids[k])} (also on {where[order[k]]})"
+        )
+    gap = np.flatnonzero(sorted_ids != np.arange(len(ids)))
+    if len(gap):
+        k = int(gap[0])
+        raise DataError(
+            f"{where[order[k]]}: item id {int(sorted_ids[k])} breaks the id range 0..{len(ids) - 1} "
+            f"(ids must be exactly 0..N-1 over both item lists)"
+        )
     item_domain = np.array(domain, dtype=np.int64)[order]
     if np.any(np.diff(item_domain) < 0):
-        bad = int(sorted_ids[np.argmax(np.diff(item_domain) < 0) + 1])
+        k = int(np.argmax(np.diff(item_domain) < 0)) + 1  # a domain-0 item after a domain-1 item
         raise DataError(
-            f"item {bad} of {cfg.item_files[0]} has an id inside the id block of {cfg.item_files[1]}"
+            f"{where[order[k]]}: item {int(sorted_ids[k])} has an id inside the id block of "
+            f"{cfg.item_files[1]} (domain {cfg.domains[0]} ids must come first)"
         )
     return Catalogue(
         domains=(cfg.domains[0], cfg.domains[1]),

@@ -1,0 +1,124 @@
+"""Typed config: unknown keys and wrong types name the dotted key, overrides, paths, shipped configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from urllm.config import load_config
+from urllm.configuration import ConfigError, parse_overrides
+from urllm.data.config import DATA_DIR_ENV, DataConfig, default_data_root
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    "yaml_text, key",
+    [
+        ("data:\n  recbole:\n    bogus: 1\n", "data.recbole.bogus"),
+        ("data:\n  amazon:\n    kcore: 5\n", "data.amazon.kcore"),
+        ("evaluation:\n  ks: [1]\n", "evaluation"),
+    ],
+)
+def test_unknown_key_names_the_dotted_key(tmp_path, yaml_text, key):
+    cfg_file = write(tmp_path / "c.yaml", yaml_text)
+    with pytest.raises(ConfigError, match=f"unknown config key {key}") as exc:
+        load_config(cfg_file)
+    assert str(cfg_file) in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "yaml_text, key",
+    [
+        ("data:\n  recbole:\n    max_users: many\n", "data.recbole.max_users"),
+        ("data:\n  recbole:\n    min_rating: [1]\n", "data.recbole.min_rating"),
+        ("data:\n  recbole:\n    domain_values: {x: Action}\n", "data.recbole.domain_values.x"),
+        ("data:\n  recbole:\n    fetch: 'yes'\n", "data.recbole.fetch"),
+        ("data:\n  format: csv\n", "data.format"),
+        ("eval:\n  ks: [1, ten]\n", r"eval.ks\[1\]"),
+    ],
+)
+def test_wrong_type_names_the_key(tmp_path, yaml_text, key):
+    with pytest.raises(ConfigError, match=key):
+        load_config(write(tmp_path / "c.yaml", yaml_text))
+
+
+@pytest.mark.parametrize(
+    "yaml_text, words",
+    [
+        (
+            "data:\n  recbole:\n    valid_frac: 0.6\n    test_frac: 0.5\n",
+            "data.recbole: valid_frac and test_frac",
+        ),
+        ("data:\n  recbole:\n    min_per_domain: 0\n", "data.recbole: min_per_domain"),
+        ("data:\n  recbole:\n    rating_field: ''\n    min_rating: 4\n", "min_rating needs a rating_field"),
+        ("data:\n  amazon:\n    k_core: 0\n", "data.amazon: k_core"),
+        ("data:\n  domains: [a, a]\n", "data: domains must name two different"),
+    ],
+)
+def test_invalid_values_name_the_section(tmp_path, yaml_text, words):
+    with pytest.raises(ConfigError, match=words):
+        load_config(write(tmp_path / "c.yaml", yaml_text))
+
+
+def test_override_parsing():
+    assert parse_overrides(["a.b=1", "a.c=[1, 2]", "d=x", "e=", "f.g=true", "h=0.5"]) == {
+        "a": {"b": 1, "c": [1, 2]},
+        "d": "x",
+        "e": "",
+        "f": {"g": True},
+        "h": 0.5,
+    }
+    for bad in (["novalue"], ["=3"], ["a=1", "a.b=2"]):
+        with pytest.raises(ConfigError):
+            parse_overrides(bad)
+
+
+def test_overrides_beat_yaml_beats_defaults(tmp_path):
+    cfg_file = write(tmp_path / "c.yaml", "seed: 3\ndata:\n  recbole:\n    max_users: 10\n")
+    cfg = load_config(cfg_file, ["data.recbole.max_users=20", "eval.ks=[1,20]"])
+    assert (cfg.seed, cfg.data.recbole.max_users, cfg.eval.ks) == (3, 20, [1, 20])
+    assert cfg.data.recbole.max_history == 50  # the default
+    with pytest.raises(ConfigError, match="data.recbole.nope"):
+        load_config(cfg_file, ["data.recbole.nope=1"])
+
+
+def test_relative_paths_resolve_against_the_config_file(tmp_path, monkeypatch):
+    cfg_file = write(tmp_path / "configs" / "c.yaml", "run_dir: ../runs/x\ndata:\n  root: ../data\n")
+    monkeypatch.chdir("/")  # the working directory must not matter for YAML paths
+    cfg = load_config(cfg_file)
+    assert Path(cfg.data.root) == tmp_path / "data" and Path(cfg.run_dir) == tmp_path / "runs" / "x"
+    assert cfg.data.path("ml-1m/ml-1m.inter") == tmp_path / "data" / "ml-1m" / "ml-1m.inter"
+    assert cfg.data.path("/abs/file") == Path("/abs/file")
+    monkeypatch.chdir(tmp_path)  # ... but command-line paths are relative to the working directory
+    cfg = load_config(cfg_file, ["data.root=elsewhere"])
+    assert Path(cfg.data.root) == tmp_path / "elsewhere"
+
+
+def test_data_dir_env_var(tmp_path, monkeypatch):
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
+    assert default_data_root() == tmp_path.resolve()
+    assert DataConfig().path("art-office/train_F2.txt") == tmp_path.resolve() / "art-office" / "train_F2.txt"
+    assert DataConfig(root="/somewhere").root_dir == Path("/somewhere")  # an explicit root wins
+    monkeypatch.delenv(DATA_DIR_ENV)
+    assert default_data_root() == (REPO.parent / "shared" / "data").resolve()
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    cfg = load_config(path)
+    assert cfg.data.name
+    assert path.read_text().startswith("#")  # each config opens with the command that runs it
+
+
+def test_movielens_config_uses_a_writable_repo_local_root():
+    cfg = load_config(REPO / "configs" / "movielens.yaml")
+    assert Path(cfg.data.root) == REPO / ".cache" / "data"
+    assert cfg.data.format == "recbole" and set(cfg.data.recbole.domain_values) == set(cfg.data.domains)
