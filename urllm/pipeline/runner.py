@@ -49,7 +49,7 @@ class Stage:
         after: upstream stages whose artifacts it reads.
         run: does the work; returns a small dict of outputs recorded in the manifest.
         inputs: files outside the run directory the stage reads (hashed into the fingerprint).
-        per_split: the stage depends on ``pipeline.split`` (its directory gets a ``-<split>`` suffix).
+        per_split: the stage depends on ``pipeline.split`` (its directory is ``<name>/<split>``).
         exclude: dotted keys left out of the fingerprint (e.g. the test file for training stages).
     """
 
@@ -62,7 +62,7 @@ class Stage:
     exclude: tuple[str, ...] = ()
 
     def dir_name(self, split: str) -> str:
-        return f"{self.name}-{split}" if self.per_split else self.name
+        return f"{self.name}/{split}" if self.per_split else self.name
 
 
 def _config_part(cfg: Config, sections: tuple[str, ...], exclude: tuple[str, ...]) -> dict[str, Any]:

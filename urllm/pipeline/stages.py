@@ -1,6 +1,6 @@
 """The stages of the method, wired for :func:`urllm.pipeline.runner.run_pipeline`.
 
-prepare -> graph -> index -> prompts -> finetune -> infer-<split> -> evaluate-<split>
+prepare -> graph -> index -> prompts -> finetune -> infer/<split> -> evaluate/<split>
 """
 
 from __future__ import annotations
@@ -48,6 +48,11 @@ def run_evaluate(ctx: StageContext) -> dict:
     from urllm.recommender import make_system
 
     data = load_split_data(ctx)
+    if llm_systems(ctx.cfg):
+        # every system is scored on the records the LLM systems were run on (infer.limit per domain)
+        from urllm.infer.jobs import select_records
+
+        data.splits[ctx.split] = select_records(data.records(ctx.split), ctx.cfg.infer.limit)
     results = {}
     for name in ctx.cfg.pipeline.systems:
         out = ctx.dir / "systems" / f"{name}.json"
@@ -64,20 +69,103 @@ def run_evaluate(ctx: StageContext) -> dict:
     return {"systems": list(results)}
 
 
+def run_graph(ctx: StageContext) -> dict:
+    from urllm.recommender import make_system
+
+    make_system("graph", ctx.cfg).fit(load_data(ctx.stage_dir("prepare")), ctx.dir)
+    return {}
+
+
+def run_index(ctx: StageContext) -> dict:
+    """Index the training users and measure neighbour usefulness on valid (saved as hit_rate.json)."""
+    from urllm.retrieval.run import hit_rate_report
+
+    report = hit_rate_report(ctx.cfg, load_data(ctx.stage_dir("prepare")), "valid")
+    (ctx.dir / "hit_rate.json").write_text(json.dumps(report, indent=2) + "\n")
+    return {"hit_rate": report["hit_rate"]}
+
+
+def run_prompts(ctx: StageContext) -> dict:
+    from urllm.prompts.dataset import write_prompt_datasets
+
+    data = load_data(ctx.stage_dir("prepare"))
+    return write_prompt_datasets(ctx.cfg, data, ctx.dir, index_dir=ctx.stage_dir("index"))
+
+
+def run_finetune(ctx: StageContext) -> dict:
+    from urllm.llm.finetune import finetune
+
+    return finetune(ctx.cfg)  # reads <run_dir>/prompts, writes <run_dir>/finetune (resumes)
+
+
+def llm_systems(cfg: Config) -> list[str]:
+    return [s for s in cfg.pipeline.systems if s.startswith("urllm")]
+
+
+def run_infer(ctx: StageContext) -> dict:
+    """Batch inference for every LLM variant the evaluate stage scores (JSONL per variant, resumable)."""
+    import dataclasses
+
+    from urllm.infer.batch import run_inference
+    from urllm.infer.variants import variant_for
+
+    cfg = ctx.cfg
+    data = load_split_data(ctx)
+    if ctx.split == "test":
+        # test prompts are built here (the training stages never see the test file)
+        from urllm.prompts.dataset import write_prompt_datasets
+
+        test_prompts = ctx.dir / "prompts"
+        only = TwoDomainData(
+            data.name, data.catalogue, {"train": data.records("train"), "test": data.records("test")}
+        )
+        write_prompt_datasets(cfg, only, test_prompts, index_dir=None)
+        cfg = dataclasses.replace(cfg, infer=dataclasses.replace(cfg.infer, prompts_dir=str(test_prompts)))
+    done = {}
+    for name in llm_systems(cfg):
+        variant = variant_for(name, cfg)
+        if variant.run_name not in done:
+            done[variant.run_name] = str(run_inference(cfg, data, ctx.split, variant))
+    return done
+
+
 def system_dir(ctx: StageContext, name: str) -> Path:
     """Where a system keeps its trained state: the pipeline stage that trained it, if any."""
     trained_by = {"graph": "graph"}
     return ctx.stage_dir(trained_by.get(name, f"systems/{name}"))
 
 
-def all_stages() -> list[Stage]:
+def all_stages(cfg: Config | None = None) -> list[Stage]:
+    """Every stage; the evaluate stage waits for the graph and inference stages only when the
+    systems it scores need them."""
+    systems = cfg.pipeline.systems if cfg is not None else []
+    evaluate_after = ("prepare",) + (("graph",) if "graph" in systems else ())
+    evaluate_after += ("infer",) if cfg is not None and llm_systems(cfg) else ()
+    llm = ("llm", "retrieval", "prompts", "graph", "seed")
     return [
         Stage("prepare", ("data",), (), run_prepare, inputs=_data_inputs, exclude=("data.test_file",)),
+        Stage("graph", ("graph", "seed"), ("prepare",), run_graph),
+        Stage("index", ("retrieval", "seed"), ("graph",), run_index),
+        Stage("prompts", ("prompts", "llm"), ("index",), run_prompts),
+        Stage("finetune", ("finetune", "llm"), ("prompts",), run_finetune),
+        Stage(
+            "infer",
+            (*llm, "finetune", "grounding", "infer", "pipeline.systems"),
+            ("finetune",),
+            run_infer,
+            per_split=True,
+            inputs=_test_inputs,
+        ),
         Stage(
             "evaluate",
-            ("eval", "pipeline.systems", "sasrec", "seed"),
-            ("prepare",),
+            ("eval", "pipeline.systems", "sasrec", "graph", "grounding", "seed"),
+            evaluate_after,
             run_evaluate,
             per_split=True,
+            inputs=_test_inputs,
         ),
     ]
+
+
+def _test_inputs(cfg: Config, split: str) -> list[Path]:
+    return [cfg.data.path(cfg.data.test_file)] if split == "test" and cfg.data.test_file else []

@@ -1,0 +1,113 @@
+"""Collaborative item graphs from the training split, as row-normalised ``torch.sparse`` CSR matrices.
+
+* cross-domain graph: ``a -> b`` for consecutive items of a user's mixed sequence;
+* intra-domain graphs: ``a -> b`` for consecutive items of the same domain (one block-diagonal matrix:
+  the two domains' item id ranges are disjoint, so X and Y graphs never touch).
+
+Edge weights are transition counts; with ``symmetric`` the reversed edges are added, so an item's
+neighbours are both its successors and its predecessors. Rows are normalised to sum to 1 (a random-walk
+matrix), and propagation is the LightGCN-style mean of the hops ``A x, A^2 x, ...``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch_geometric.utils import coalesce, to_torch_csr_tensor
+
+from urllm.data.schema import Record
+from urllm.data.sequences import user_sequences
+
+
+def transition_edges(seqs: Sequence[Sequence[int]]) -> torch.Tensor:
+    """(2, E) int64 ``[src; dst]`` of every consecutive pair of every sequence (duplicates kept)."""
+    src, dst = [], []
+    for seq in seqs:
+        if len(seq) >= 2:
+            src.extend(seq[:-1])
+            dst.extend(seq[1:])
+    return torch.tensor([src, dst], dtype=torch.long).reshape(2, -1)
+
+
+def csr(edge_index: torch.Tensor, weight: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """A CSR matrix with duplicate edges summed (PyG's coalesce sorts by row, as CSR needs)."""
+    edge_index, weight = coalesce(edge_index, weight.float(), num_nodes=max(shape), reduce="sum")
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": known and fine for spmm
+        warnings.simplefilter("ignore")
+        return to_torch_csr_tensor(edge_index, weight, size=shape)
+
+
+def row_normalised(edge_index: torch.Tensor, weight: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """CSR of ``D^-1 W``: each non-empty row sums to 1 (empty rows stay zero)."""
+    edge_index, weight = coalesce(edge_index, weight.float(), num_nodes=max(shape), reduce="sum")
+    deg = torch.zeros(shape[0]).index_add_(0, edge_index[0], weight)
+    return csr(edge_index, weight / deg[edge_index[0]], shape)
+
+
+def transition_graph(seqs: Sequence[Sequence[int]], n_items: int, symmetric: bool) -> torch.Tensor:
+    """(n_items, n_items) row-normalised CSR transition graph of ``seqs``."""
+    ei = transition_edges(seqs)
+    if symmetric:
+        ei = torch.cat([ei, ei.flip(0)], dim=1)
+    ei = ei[:, ei[0] != ei[1]]  # a repeat purchase is not a neighbour relation
+    return row_normalised(ei, torch.ones(ei.shape[1]), (n_items, n_items))
+
+
+def domain_split(seqs: Sequence[Sequence[int]], item_domain: np.ndarray) -> list[list[int]]:
+    """Each sequence cut into its per-domain subsequences (X items in order, then Y items in order)."""
+    out = []
+    for seq in seqs:
+        arr = np.asarray(seq, dtype=np.int64)
+        for d in (0, 1):
+            sub = arr[item_domain[arr] == d].tolist()
+            if sub:
+                out.append(sub)
+    return out
+
+
+def collaborative_graphs(
+    records: Sequence[Record], item_domain: np.ndarray, symmetric: bool
+) -> dict[str, torch.Tensor]:
+    """``cross`` and ``intra`` row-normalised graphs, ``counts`` (directed intra-domain transition
+    counts ``a -> b``, for the transition prior) and ``counts_rev`` (its transpose) from the training
+    records."""
+    n = len(item_domain)
+    seqs = user_sequences(records)
+    per_domain = domain_split(seqs, item_domain)
+    ei = transition_edges(per_domain)
+    return {
+        "cross": transition_graph(seqs, n, symmetric),
+        "intra": transition_graph(per_domain, n, symmetric),
+        "counts": csr(ei, torch.ones(ei.shape[1]), (n, n)),
+        "counts_rev": csr(ei.flip(0), torch.ones(ei.shape[1]), (n, n)),
+    }
+
+
+def propagate(adj: torch.Tensor | None, x: torch.Tensor, hops: int) -> torch.Tensor:
+    """Mean of ``A x, A^2 x, ..., A^hops x`` (N, H); zeros when there is no graph or ``hops`` is 0."""
+    if adj is None or hops == 0:
+        return torch.zeros_like(x)
+    out, h = torch.zeros_like(x), x
+    for _ in range(hops):
+        h = torch.sparse.mm(adj, h)
+        out = out + h
+    return out / hops
+
+
+def csr_to_dict(m: torch.Tensor) -> dict[str, torch.Tensor | tuple[int, int]]:
+    """Plain tensors (for ``torch.save`` with ``weights_only``)."""
+    return {
+        "crow": m.crow_indices(),
+        "col": m.col_indices(),
+        "val": m.values(),
+        "shape": torch.tensor(m.shape),
+    }
+
+
+def csr_from_dict(d: dict) -> torch.Tensor:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.sparse_csr_tensor(d["crow"], d["col"], d["val"], tuple(d["shape"].tolist()))

@@ -1,0 +1,148 @@
+"""``GraphSystem``: the dual-graph encoder behind the Recommender and user-embedding ports.
+
+``fit(data, run_dir)`` builds the graphs from the training split, trains (resuming or reusing what is in
+``run_dir``) and loads the best weights. ``score`` ranks all items of the target domain;
+``user_embeddings`` returns each record's domain view (final mixed state + that domain's encoder state),
+computed from the record's history only. ``GraphSystem.load(run_dir)`` re-creates a fitted system from
+``model.pt`` + ``graphs.pt`` without the data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from urllm.configuration import dump_yaml, from_dict
+from urllm.data.schema import DataError, Record, TwoDomainData
+from urllm.graph.batches import record_batch, training_batch
+from urllm.graph.build import collaborative_graphs, csr_from_dict, csr_to_dict
+from urllm.graph.config import GraphConfig
+from urllm.graph.model import DualGraphEncoder
+from urllm.graph.semantic import attribute_graph, embed_titles, knn_graph
+from urllm.graph.train import MODEL_FILE, scores_in_batches, signature, train
+
+logger = logging.getLogger(__name__)
+
+GRAPHS_FILE = "graphs.pt"
+TITLE_EMB_FILE = "title_embeddings.npy"
+
+
+def data_identity(data: TwoDomainData) -> dict[str, Any]:
+    """Name, sizes and a hash of the training records: what a trained model depends on."""
+    h = hashlib.sha1()
+    for r in data.records("train"):
+        h.update(f"{r.user}:{r.target}:{','.join(map(str, r.history))};".encode())
+    cat = data.catalogue
+    return {"name": data.name, "n_items": cat.n_items, "n_x": cat.domain_size(0), "train": h.hexdigest()}
+
+
+def build_graphs(data: TwoDomainData, cfg: GraphConfig, run_dir: Path | None) -> dict[str, torch.Tensor]:
+    """All sparse graphs of the model, from the training split and the catalogue."""
+    cat = data.catalogue
+    graphs = collaborative_graphs(data.records("train"), cat.item_domain, cfg.symmetric)
+    if cfg.semantic_dim:
+        graphs["attr"], _ = attribute_graph(cat.texts, cat.item_domain, cfg.min_attr_items, cfg.max_attr_frac)
+    return graphs
+
+
+class GraphSystem:
+    """Dual-graph encoder as a :class:`~urllm.recommender.Recommender` with ``user_embeddings``."""
+
+    def __init__(self, cfg: Any = None, seed: int | None = None) -> None:
+        if cfg is None or isinstance(cfg, GraphConfig):  # a GraphConfig, or the root Config
+            self.cfg, self.seed = cfg or GraphConfig(), seed or 0
+        else:
+            self.cfg, self.seed = cfg.graph, cfg.seed if seed is None else seed
+        self.model: DualGraphEncoder | None = None
+        self.item_domain: np.ndarray | None = None
+        self.device = torch.device("cpu")
+
+    # ------------------------------------------------------------------ fit / load
+
+    def fit(self, data: TwoDomainData, run_dir: Path) -> None:
+        cfg, cat = self.cfg, data.catalogue
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        dump_yaml(cfg, run_dir / "config.yaml")
+        graphs = build_graphs(data, cfg, run_dir)
+        text = None
+        if cfg.semantic_dim and cfg.title_knn:
+            emb = embed_titles(cat.titles, cfg.text_model, run_dir / TITLE_EMB_FILE)
+            graphs["knn"] = knn_graph(emb, cat.item_domain, cfg.title_knn)
+            text = torch.from_numpy(emb)
+        torch.manual_seed(self.seed)
+        ranges = [(r.start, r.stop) for r in (cat.domain_range(0), cat.domain_range(1))]
+        model = DualGraphEncoder(cfg, ranges, graphs, text)
+        n_params = sum(p.numel() for p in model.parameters())
+        logger.info("graph model: %.2f M parameters", n_params / 1e6)
+        torch.save(
+            {"graphs": {k: csr_to_dict(v) for k, v in graphs.items()}, "item_domain": cat.item_domain,
+             "text": text},
+            run_dir / GRAPHS_FILE,
+        )  # fmt: skip
+        batch = training_batch(data.records("train"), cat.item_domain, cfg.max_len, cfg.targets)
+        valid = data.splits.get("valid", [])
+        sig = signature(cfg, self.seed, data_identity(data))
+        self.state = train(model, batch, valid, cat.item_domain, cfg, self.seed, run_dir, sig)
+        self._load_weights(model, run_dir / MODEL_FILE)
+        self.item_domain = cat.item_domain
+
+    def _load_weights(self, model: DualGraphEncoder, path: Path) -> None:
+        if not path.is_file():
+            raise DataError(f"{path}: no trained graph model (training produced no valid epoch)")
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(blob["state_dict"])
+        self.model = model.to(self.device).eval()
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> GraphSystem:
+        """A fitted system from ``model.pt`` and ``graphs.pt`` in ``run_dir``."""
+        run_dir = Path(run_dir)
+        for f in (MODEL_FILE, GRAPHS_FILE):
+            if not (run_dir / f).is_file():
+                raise DataError(f"{run_dir / f} not found: fit the graph system first")
+        blob = torch.load(run_dir / MODEL_FILE, map_location="cpu", weights_only=True)
+        cfg = from_dict(GraphConfig, blob["config"])
+        g = torch.load(run_dir / GRAPHS_FILE, map_location="cpu", weights_only=False)
+        graphs = {k: csr_from_dict(v) for k, v in g["graphs"].items()}
+        system = cls(cfg, seed=int(blob["signature"].get("seed", 0)))
+        model = DualGraphEncoder(cfg, [tuple(r) for r in blob["ranges"]], graphs, g["text"])
+        system._load_weights(model, run_dir / MODEL_FILE)
+        system.item_domain = np.asarray(g["item_domain"])
+        return system
+
+    # ------------------------------------------------------------------ ports
+
+    def _require(self) -> DualGraphEncoder:
+        if self.model is None:
+            raise RuntimeError("GraphSystem used before fit() or load()")
+        return self.model
+
+    def score(self, records: Sequence[Record], domain: int) -> np.ndarray:
+        """(len(records), n_items of ``domain``) scores; higher = better."""
+        model = self._require()
+        return scores_in_batches(
+            model, records, domain, self.item_domain, self.cfg.eval_batch_size, self.device
+        )
+
+    @torch.no_grad()
+    def user_embeddings(self, records: Sequence[Record], domain: int) -> np.ndarray:
+        """(len(records), hidden) float32: final mixed state + domain-``domain`` encoder state."""
+        model = self._require()
+        model.eval()
+        tables = model.item_tables()[:2]  # once per call, not per batch
+        out = [np.zeros((0, self.cfg.hidden), np.float32)]
+        for start in range(0, len(records), self.cfg.eval_batch_size):
+            b = record_batch(
+                records[start : start + self.cfg.eval_batch_size], self.item_domain, self.cfg.max_len
+            )
+            out.append(model.user_states(b.to(self.device), domain, tables).float().cpu().numpy())
+        return np.concatenate(out).astype(np.float32)

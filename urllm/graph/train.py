@@ -1,0 +1,219 @@
+"""Training loop of the dual-graph encoder through ``accelerate`` (the same code on CPU, one GPU or many).
+
+Each epoch shuffles the training users with a seed derived from ``(seed, epoch)`` (so a resumed run sees
+the same order), shards the batches over processes, then scores the valid records; the mean of the two
+domains' valid MRR selects the best epoch and drives early stopping.
+
+Files in the run directory:
+  ``checkpoint/``       accelerate state (weights, optimizer, RNG) after the last finished epoch;
+  ``train_state.json``  epoch, best MRR, history and the signature the checkpoint was written for;
+  ``model.pt``          the best weights with the resolved config and signature (what inference loads).
+A run interrupted between epochs resumes from ``checkpoint/``; a finished run is reused as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+
+from urllm.configuration import to_dict
+from urllm.data.schema import Record
+from urllm.eval.metrics import expected_metrics, greater_and_ties
+from urllm.graph.batches import SeqBatch, record_batch
+from urllm.graph.config import GraphConfig
+from urllm.graph.model import DualGraphEncoder
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILE = "model.pt"
+STATE_FILE = "train_state.json"
+CHECKPOINT_DIR = "checkpoint"
+# bump when a change of the model or objective makes older checkpoints unfit to resume
+MODEL_VERSION = 2
+
+
+@dataclass
+class TrainState:
+    signature: dict[str, Any] = field(default_factory=dict)
+    epoch: int = 0  # epochs completed
+    best_mrr: float = -1.0
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def done(self, cfg: GraphConfig) -> bool:
+        """The stopping rule of ``cfg`` holds (so raising ``epochs`` extends a finished run)."""
+        return self.epoch >= cfg.epochs or (cfg.patience > 0 and self.bad_epochs >= cfg.patience)
+
+    @classmethod
+    def read(cls, path: Path) -> TrainState | None:
+        if not path.is_file():
+            return None
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (ValueError, TypeError) as exc:
+            logger.warning("cannot read %s (%s); training anew", path, exc)
+            return None
+
+    def write(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=1) + "\n")
+        os.replace(tmp, path)
+
+
+def signature(cfg: GraphConfig, seed: int, data_id: dict[str, Any]) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed or reused (stopping rules and device excluded)."""
+    from urllm.graph.config import NOT_IN_SIGNATURE
+
+    sig = {k: v for k, v in to_dict(cfg).items() if k not in NOT_IN_SIGNATURE}
+    return {**sig, "seed": seed, "data": data_id, "version": MODEL_VERSION}
+
+
+@torch.no_grad()
+def scores_in_batches(
+    model: DualGraphEncoder,
+    records: Sequence[Record],
+    d: int,
+    item_domain: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+) -> np.ndarray:
+    """(len(records), n_items of domain d) float32 scores."""
+    model.eval()
+    tables = model.item_tables()[:2]  # once per pass, not per batch
+    out = []
+    for start in range(0, len(records), batch_size):
+        b = record_batch(records[start : start + batch_size], item_domain, model.cfg.max_len).to(device)
+        out.append(model.score_last(b, d, tables).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.ranges[d][1] - model.ranges[d][0]), np.float32)
+
+
+def valid_mrr(
+    model: DualGraphEncoder, records: Sequence[Record], item_domain: np.ndarray, cfg: GraphConfig, device
+) -> dict[str, float]:
+    """Full-ranking MRR per target domain (index) on ``records``."""
+    out = {}
+    for d in (0, 1):
+        recs = [r for r in records if r.domain == d]
+        if not recs:
+            continue
+        s = scores_in_batches(model, recs, d, item_domain, cfg.eval_batch_size, device)
+        g, t = greater_and_ties(s, np.array([r.target - model.ranges[d][0] for r in recs]))
+        out[str(d)] = float(expected_metrics(g, t, [1])["MRR"].mean())
+    return out
+
+
+def train(
+    model: DualGraphEncoder,
+    train_batch: SeqBatch,
+    valid: Sequence[Record],
+    item_domain: np.ndarray,
+    cfg: GraphConfig,
+    seed: int,
+    run_dir: Path,
+    sig: dict[str, Any],
+) -> TrainState:
+    """Train (or resume, or reuse) in ``run_dir``; the best weights end in ``run_dir/model.pt``."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state = TrainState.read(run_dir / STATE_FILE)
+    if state is not None and state.signature != sig:
+        logger.warning("%s was written for another config or data: training anew", run_dir / STATE_FILE)
+        state = None
+    if state is not None and state.done(cfg) and (run_dir / MODEL_FILE).is_file():
+        logger.info("graph model in %s is trained (best epoch %d): reusing it", run_dir, state.best_epoch)
+        return state
+    acc = Accelerator(cpu=cfg.device == "cpu")
+    set_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    wrapped, opt = acc.prepare(model, opt)
+    ckpt = run_dir / CHECKPOINT_DIR
+    if state is not None and state.epoch > 0 and ckpt.is_dir():
+        acc.load_state(str(ckpt))
+        logger.info("resuming graph training after epoch %d", state.epoch)
+    else:
+        state = TrainState(signature=sig)
+    for epoch in range(state.epoch, cfg.epochs):
+        if state.done(cfg):
+            break
+        start = time.perf_counter()
+        total, n_steps = run_epoch(wrapped, opt, acc, train_batch, cfg, seed, epoch)
+        train_s = time.perf_counter() - start
+        mrr = valid_mrr(acc.unwrap_model(wrapped), valid, item_domain, cfg, acc.device)
+        mean = float(np.mean(list(mrr.values()))) if mrr else -float(total)
+        state.epoch = epoch + 1
+        state.history.append(
+            {"epoch": epoch + 1, "loss": total / max(n_steps, 1), "valid_mrr": mean, "train_s": train_s}
+            | {f"valid_mrr_{k}": v for k, v in mrr.items()}
+        )
+        logger.info(
+            "graph epoch %d: loss %.4f, valid MRR %s (mean %.4f), %.0f s",
+            epoch + 1, total / max(n_steps, 1), {k: round(v, 4) for k, v in mrr.items()}, mean, train_s,
+        )  # fmt: skip
+        if mean > state.best_mrr:
+            state.best_mrr, state.best_epoch, state.bad_epochs = mean, epoch + 1, 0
+            if acc.is_main_process:
+                save_model(run_dir / MODEL_FILE, acc.unwrap_model(wrapped), sig, state)
+        else:
+            state.bad_epochs += 1
+        acc.wait_for_everyone()
+        acc.save_state(str(ckpt))
+        if acc.is_main_process:
+            state.write(run_dir / STATE_FILE)
+    return state
+
+
+def run_epoch(
+    wrapped: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    acc: Accelerator,
+    train_batch: SeqBatch,
+    cfg: GraphConfig,
+    seed: int,
+    epoch: int,
+    max_steps: int = 0,
+) -> tuple[float, int]:
+    """One pass over the training users (this process's share); returns (summed loss, steps)."""
+    n_users = len(train_batch)
+    perm = np.random.default_rng([seed, epoch]).permutation(n_users)
+    batches = [perm[i : i + cfg.batch_size] for i in range(0, n_users, cfg.batch_size)]
+    batches = batches[: len(batches) - len(batches) % acc.num_processes or None]  # equal steps per rank
+    mine = batches[acc.process_index :: acc.num_processes][: max_steps or None]
+    wrapped.train()
+    show = cfg.progress and acc.is_main_process
+    bar = tqdm(mine, desc=f"graph epoch {epoch + 1}", leave=False, disable=not show)
+    total = 0.0
+    for idx in bar:
+        terms = wrapped(train_batch.rows(torch.from_numpy(idx)).to(acc.device))
+        opt.zero_grad(set_to_none=True)
+        acc.backward(terms["loss"])
+        opt.step()
+        total += float(terms["loss"].detach())
+        bar.set_postfix({k: f"{float(v.detach()):.3f}" for k, v in terms.items()})
+    return total, len(mine)
+
+
+def save_model(path: Path, model: DualGraphEncoder, sig: dict[str, Any], state: TrainState) -> None:
+    """Best weights + resolved config + signature, written atomically."""
+    blob = {
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "config": to_dict(model.cfg),
+        "signature": sig,
+        "ranges": [list(r) for r in model.ranges],
+        "epoch": state.epoch,
+        "valid_mrr": state.best_mrr,
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(blob, tmp)
+    os.replace(tmp, path)

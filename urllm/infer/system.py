@@ -1,0 +1,203 @@
+"""The LLM systems of ``urllm evaluate``: inference JSONL + backbone scores -> full target-domain ranking.
+
+``score(records, domain)`` reads each record's row from the variant's JSONL (running inference for the
+missing ones when ``infer.run_missing``), turns it into LLM groups (trie beams, refined free outputs, or
+re-ranked candidates) and fuses them with the backbone's scores (:func:`urllm.grounding.fusion.fuse`).
+``extra_metrics()`` reports, per target domain, over the records scored:
+
+- ``raw_valid_title_rate``: raw outputs that are a catalogue title after normalisation (any domain);
+- ``raw_ood_rate``: raw outputs whose catalogue match (exact, BM25 or kNN) lies in the other domain only;
+- ``raw_empty_rate``: raw outputs with no text;
+- ``ood_rate``: items handed to fusion that are outside the target domain (0 by construction; checked
+  against the catalogue here, not assumed);
+- ``refiner_<method>_rate`` (free generation): which refiner step matched.
+Raw rates are ``None`` for re-ranking, which generates no text.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from urllm.data.schema import DataError, Record, TwoDomainData
+from urllm.grounding.fusion import fuse
+from urllm.grounding.refiner import Grounded
+from urllm.grounding.rerank import normalise
+from urllm.infer.jobs import record_key
+from urllm.infer.store import JsonlStore
+from urllm.infer.variants import Variant, out_path, variant_for
+
+logger = logging.getLogger(__name__)
+
+
+class LLMSystem:
+    """One row of the table in :mod:`urllm.infer.variants`, as a Recommender."""
+
+    def __init__(self, cfg, name: str) -> None:
+        self.cfg = cfg
+        self.name = name
+        self.variant: Variant = variant_for(name, cfg)
+        self.data: TwoDomainData | None = None
+        self.backbone = None
+        self.llm: tuple | None = (
+            None  # (model, tokenizer, adapter) for in-process inference; None = load cfg.llm
+        )
+        self._split_of: dict[str, str] = {}
+        self._rows: dict[str, dict[str, dict]] = {}
+        self._stats: dict[int, dict[str, dict]] = defaultdict(dict)  # domain -> key -> per-record stats
+
+    def fit(self, data: TwoDomainData, run_dir: Path) -> None:
+        """Nothing to train here: load the backbone and index the records of every split."""
+        from urllm.infer.batch import fitted_backbone
+
+        self.data = data
+        self.backbone = fitted_backbone(self.cfg, data)
+        for split, recs in data.splits.items():
+            for r in recs:
+                self._split_of[record_key(r, data.catalogue)] = split
+
+    # ------------------------------------------------------------------------------------------- rows
+
+    def _load(self, split: str) -> dict[str, dict]:
+        if split not in self._rows:
+            self._rows[split] = JsonlStore(out_path(self.cfg, split, self.variant), {}).load()
+        return self._rows[split]
+
+    def rows(self, records: Sequence[Record]) -> list[dict]:
+        """The JSONL row of each record, inferring missing ones in-process if allowed."""
+        if self.data is None:
+            raise RuntimeError(f"{self.name}: call fit() before score()")
+        cat = self.data.catalogue
+        keys = [record_key(r, cat) for r in records]
+        unknown = [k for k in keys if k not in self._split_of]
+        if unknown:
+            raise DataError(f"{self.name}: record {unknown[0]} is not in the fitted data")
+        for split in dict.fromkeys(self._split_of[k] for k in keys):
+            have = self._load(split)
+            if all(k in have for k in keys if self._split_of[k] == split):
+                continue
+            # infer every missing record of the split at once: evaluate() asks for them batch by batch
+            missing = [r for r in self.data.records(split) if record_key(r, cat) not in have]
+            path = out_path(self.cfg, split, self.variant)
+            if not self.cfg.infer.run_missing:
+                raise DataError(
+                    f"{path}: {len(missing)} records have no inference row (infer.run_missing=false)"
+                )
+            from urllm.infer.batch import run_inference
+
+            logger.info("%s: inferring %d missing records in-process", self.name, len(missing))
+            run_inference(
+                self.cfg,
+                self.data,
+                split,
+                self.variant,
+                records=missing,
+                backbone=self.backbone.score,
+                llm=self.llm,
+            )
+            self._rows.pop(split)
+        rows = [self._load(self._split_of[k]).get(k) for k in keys]
+        for r, row, k in zip(records, rows, keys, strict=True):
+            if row is None or int(row["target"]) != r.target:
+                raise DataError(
+                    f"{out_path(self.cfg, self._split_of[k], self.variant)}: no valid row for {k}"
+                )
+        return rows
+
+    # ------------------------------------------------------------------------------------------ score
+
+    def groups(self, row: dict) -> tuple[list[tuple[int, ...]], list[float], list[Grounded]]:
+        """LLM groups (item tuples), their scores, and the grounded outputs behind them."""
+        if self.variant.mode == "rerank":
+            g = self.cfg.grounding
+            scores = normalise(row["candidate_scores"], row["candidate_tokens"], g.rerank_length_norm)
+            cands = row["candidates"]
+            grounded = [
+                Grounded("", "candidate", float(s), (int(c),), ()) for c, s in zip(cands, scores, strict=True)
+            ]
+            return [(int(c),) for c in cands], scores.tolist(), grounded
+        grounded = [Grounded.from_dict(d) for d in row["grounded"]]
+        scores = [float(o["score"]) for o in row["outputs"]]
+        keep = [
+            i
+            for i, gr in enumerate(grounded)
+            if gr.items and (self.variant.grounding or gr.method == "exact")
+        ]
+        return [grounded[i].items for i in keep], [scores[i] for i in keep], [grounded[i] for i in keep]
+
+    def score(self, records: Sequence[Record], domain: int) -> np.ndarray:
+        """(len(records), n_items_of_domain) fused scores."""
+        rows = self.rows(records)
+        base = np.asarray(self.backbone.score(records, domain), dtype=np.float64)
+        cat = self.data.catalogue
+        lo = cat.domain_range(domain).start
+        g = self.cfg.grounding
+        out = np.empty_like(base)
+        for i, (r, row) in enumerate(zip(records, rows, strict=True)):
+            if r.domain != domain:
+                raise ValueError(f"record {row['key']} targets domain {r.domain}, scored for {domain}")
+            groups, scores, used = self.groups(row)
+            self._stats[domain][row["key"]] = self._record_stats(row, used, domain)
+            out[i] = fuse(groups, scores, base[i], lo, g.fusion, g.fusion_weight)
+        return out
+
+    # -------------------------------------------------------------------------------------- metrics
+
+    def _record_stats(self, row: dict, used: list[Grounded], domain: int) -> dict:
+        item_domain = self.data.catalogue.item_domain
+        s: dict = {"used": sum(len(u.items) for u in used)}
+        s["used_ood"] = sum(int(item_domain[i] != domain) for u in used for i in u.items)
+        if "outputs" in row:
+            raw = [Grounded.from_dict(d) for d in row["grounded"]]
+            s["raw"] = len(raw)
+            s["valid"] = sum(gr.valid_title for gr in raw)
+            s["empty"] = sum(gr.method == "empty" for gr in raw)
+            # out of domain: matched, and every matched item (kept or dropped) lies in another domain
+            s["ood"] = sum(
+                gr.matched and all(item_domain[i] != domain for i in (*gr.items, *gr.dropped)) for gr in raw
+            )
+            s["methods"] = Counter(gr.method for gr in raw)
+        return s
+
+    def extra_metrics(self) -> dict[str, dict[str, float | None]]:
+        """Per target-domain name: raw and grounded out-of-domain and valid-title rates."""
+        out: dict[str, dict[str, float | None]] = {}
+        for d, per in sorted(self._stats.items()):
+            stats = list(per.values())
+            used = sum(s["used"] for s in stats)
+            m: dict[str, float | None] = {
+                "ood_rate": sum(s["used_ood"] for s in stats) / used if used else 0.0
+            }
+            n_raw = sum(s.get("raw", 0) for s in stats)
+            for key, name in (
+                ("ood", "raw_ood_rate"),
+                ("valid", "raw_valid_title_rate"),
+                ("empty", "raw_empty_rate"),
+            ):
+                m[name] = sum(s.get(key, 0) for s in stats) / n_raw if n_raw else None
+            if self.variant.mode == "free" and n_raw:
+                methods: Counter = sum((s["methods"] for s in stats), Counter())
+                for method in ("exact", "bm25", "knn", "none", "empty"):
+                    m[f"refiner_{method}_rate"] = methods.get(method, 0) / n_raw
+            out[self.data.catalogue.domains[d]] = m
+        return out
+
+
+def _factory(name: str):
+    def make(cfg) -> LLMSystem:
+        return LLMSystem(cfg, name)
+
+    make.__name__ = name.replace("-", "_")
+    return make
+
+
+URLLM = _factory("urllm")
+URLLM_CONSTRAINED = _factory("urllm-constrained")
+URLLM_FREE = _factory("urllm-free")
+URLLM_RERANK = _factory("urllm-rerank")
+URLLM_NO_RETRIEVAL = _factory("urllm-no-retrieval")
+URLLM_NO_GROUNDING = _factory("urllm-no-grounding")

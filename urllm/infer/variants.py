@@ -1,0 +1,120 @@
+"""LLM systems and the inference runs they read.
+
+A *variant* is one inference run: a grounding mode and a prompt kind (with or without similar users).
+Several systems can share a run: ``urllm-no-grounding`` reads the free-generation run of ``urllm-free``
+and keeps only exact in-domain titles.
+
+| system               | mode                  | prompts             | grounding          |
+|----------------------|-----------------------|---------------------|--------------------|
+| urllm                | grounding.mode        | retrieval-augmented | trie / refiner     |
+| urllm-constrained    | constrained           | retrieval-augmented | trie               |
+| urllm-free           | free                  | retrieval-augmented | refiner            |
+| urllm-rerank         | rerank                | retrieval-augmented | backbone top-N     |
+| urllm-no-retrieval   | grounding.mode        | history only        | as urllm           |
+| urllm-no-grounding   | free                  | retrieval-augmented | exact matches only |
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from urllm.configuration import ConfigError, to_dict
+
+SYSTEM_NAMES = (
+    "urllm",
+    "urllm-constrained",
+    "urllm-free",
+    "urllm-rerank",
+    "urllm-no-retrieval",
+    "urllm-no-grounding",
+)
+
+
+@dataclass(frozen=True)
+class Variant:
+    mode: str
+    retrieval: bool = True
+    grounding: bool = True
+
+    @property
+    def run_name(self) -> str:
+        """The JSONL stem; grounding is applied at scoring time, so it does not change the run."""
+        return self.mode + ("" if self.retrieval else "-no-retrieval")
+
+
+def variant_for(name: str, cfg) -> Variant:
+    mode = cfg.grounding.mode
+    table = {
+        "urllm": Variant(mode),
+        "urllm-constrained": Variant("constrained"),
+        "urllm-free": Variant("free"),
+        "urllm-rerank": Variant("rerank"),
+        "urllm-no-retrieval": Variant(mode, retrieval=False),
+        "urllm-no-grounding": Variant("free", grounding=False),
+    }
+    if name not in table:
+        raise ConfigError(f"unknown LLM system {name!r}; known: {', '.join(SYSTEM_NAMES)}")
+    return table[name]
+
+
+def out_path(cfg, split: str, variant: Variant) -> Path:
+    base = Path(cfg.infer.out_dir) if cfg.infer.out_dir else cfg.run_path / "infer"
+    return base / split / f"{variant.run_name}.jsonl"
+
+
+def prompts_dir(cfg, variant: Variant) -> Path:
+    if variant.retrieval:
+        return Path(cfg.infer.prompts_dir) if cfg.infer.prompts_dir else cfg.run_path / "prompts"
+    if cfg.infer.prompts_dir_no_retrieval:
+        return Path(cfg.infer.prompts_dir_no_retrieval)
+    return cfg.run_path / "prompts-no-retrieval"
+
+
+def backbone_dir(cfg) -> Path:
+    """Where the backbone keeps its trained state: the pipeline's stage folder (``graph``) or the folder
+    of ``urllm evaluate --system NAME`` (``systems/NAME``), whichever holds something, else the former."""
+    if cfg.grounding.backbone_dir:
+        return Path(cfg.grounding.backbone_dir)
+    name = cfg.grounding.backbone
+    places = (
+        [cfg.run_path / name, cfg.run_path / "systems" / name]
+        if name == "graph"
+        else [cfg.run_path / "systems" / name]
+    )
+    return next((p for p in places if p.is_dir() and any(p.iterdir())), places[0])
+
+
+def file_digest(path: Path | None) -> str:
+    if path is None or not path.is_file():
+        return ""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def run_settings(cfg, variant: Variant, parquet: Path | None, adapter: Path | None) -> dict:
+    """What an inference run's rows depend on (stored beside its JSONL; a change means a rerun)."""
+    g = cfg.grounding
+    llm = {k: v for k, v in to_dict(cfg.llm).items() if k != "cache_dir"}
+    mode_keys = {
+        "constrained": ("num_beams", "length_penalty"),
+        "free": ("num_beams", "length_penalty", "free_max_new_tokens", "refiner"),
+        "rerank": ("top_n", "rerank_append_eos", "backbone"),
+    }[variant.mode]
+    settings = {
+        "mode": variant.mode,
+        "retrieval": variant.retrieval,
+        "llm": llm,
+        "adapter": str(adapter) if adapter else "",
+        "adapter_digest": file_digest(adapter / "adapter_model.safetensors") if adapter else "",
+        "prompts": str(parquet) if parquet else "history-only builder",
+        "prompts_digest": file_digest(parquet),
+        "grounding": {k: to_dict(getattr(g, k)) for k in mode_keys},
+    }
+    if parquet is None:
+        settings["prompt_config"] = to_dict(cfg.prompts)
+    return settings
