@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     data = load_data_from_config(cfg.data)
     cat = data.catalogue
     t0 = time.perf_counter()
-    graphs = build_graphs(data, gcfg, None)
+    graphs = build_graphs(data, gcfg)
     batch = training_batch(data.records("train"), cat.item_domain, gcfg.max_len, gcfg.targets)
     prep_s = time.perf_counter() - t0
     torch.manual_seed(cfg.seed)

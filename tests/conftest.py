@@ -7,3 +7,34 @@ from urllm.data.synthetic import make_synthetic
 def synthetic():
     """A seeded two-domain dataset with latent tastes (see urllm.data.synthetic)."""
     return make_synthetic()
+
+
+def spawn_launcher(function, args=(), num_processes: int = 2) -> None:
+    """``accelerate.debug_launcher`` with *spawned* CPU processes.
+
+    debug_launcher forks; a fork of a pytest process whose torch/OpenMP thread pools already run can
+    deadlock (seen here: both workers idle forever once earlier tests had used torch). Spawned workers
+    start clean. ``function`` must be a module-level function and ``args`` picklable.
+    """
+    import socket
+    import tempfile
+
+    from accelerate.utils import PrepareForLaunch, patch_environment
+    from torch.multiprocessing import start_processes
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with (
+        tempfile.NamedTemporaryFile() as rdv,
+        patch_environment(
+            world_size=num_processes,
+            master_addr="127.0.0.1",
+            master_port=str(port),
+            accelerate_mixed_precision="no",
+            accelerate_debug_rdv_file=rdv.name,
+            accelerate_use_cpu="yes",
+            gloo_socket_ifname="lo",
+        ),
+    ):
+        start_processes(PrepareForLaunch(function, debug=True), args=args, nprocs=num_processes, start_method="spawn")

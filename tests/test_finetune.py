@@ -219,11 +219,11 @@ def _train_in_worker(cfg) -> None:
 
 
 def test_two_process_data_parallel_equals_one_process(tmp_path, tiny_dir, tokenizer):
-    from accelerate import debug_launcher
+    from conftest import spawn_launcher
 
     over = ("finetune.max_steps=3", "finetune.eval_batch_size=2")
     ddp = _config(tmp_path, tiny_dir, tokenizer, "ddp", "finetune.batch_size=2", *over)
-    debug_launcher(_train_in_worker, args=(ddp,), num_processes=2)
+    spawn_launcher(_train_in_worker, args=(ddp,), num_processes=2)
     summary = json.loads((tmp_path / "ddp" / "finetune" / "summary.json").read_text())
     assert summary["processes"] == 2 and summary["steps"] == 3
     # 2 processes x 2 prompts see the same 4 prompts per step as 1 process x 4 prompts

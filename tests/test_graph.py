@@ -111,7 +111,7 @@ def test_training_targets():
 
 
 def _model(synthetic, cfg=TINY, title_view=False):
-    graphs = build_graphs(synthetic, cfg, None)
+    graphs = build_graphs(synthetic, cfg)
     cat = synthetic.catalogue
     ranges = [(r.start, r.stop) for r in (cat.domain_range(0), cat.domain_range(1))]
     text = None
@@ -242,3 +242,16 @@ def test_title_embeddings_with_the_shipped_minilm(tmp_path):
     assert emb.shape == (3, 384) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
     assert emb[0] @ emb[1] > emb[0] @ emb[2]
     np.testing.assert_array_equal(embed_titles(titles, "no_such_package", tmp_path / "emb.npy"), emb)  # cache
+
+
+def test_neural_weight_zero_ranks_by_prior_and_bias(synthetic):
+    model, batch = _model(synthetic, dataclasses.replace(TINY, neural_weight=0.0, prior_items=2))
+    model.eval()
+    b = batch.rows(slice(0, 4))
+    tok = model.item_tables()[1]
+    lo, hi = model.ranges[0]
+    with torch.no_grad():
+        expected = model._scores(
+            torch.zeros(4, TINY.hidden), torch.arange(lo, hi), tok, model.last_items(b, 0)[:, -1], None
+        )
+    torch.testing.assert_close(model.score_last(b, 0), expected)

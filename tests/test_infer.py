@@ -208,15 +208,15 @@ def test_score_without_rows_fails_clearly_when_not_allowed(tmp_path, small, llm)
 
 
 def _two_process_job(run_dir: str, seed_data):
-    """Runs in each of 2 processes started by accelerate's debug_launcher."""
+    """Runs in each of 2 processes started by conftest.spawn_launcher."""
     import os
 
     from accelerate import PartialState
 
     from urllm.llm.model import load_tokenizer
 
-    # debug_launcher forks after initialising gloo: tell accelerate our rank, and drop the parent's
-    # single-process state inherited through the fork
+    # the launcher initialises gloo before calling us: tell accelerate our rank, and drop any
+    # single-process state left from before
     os.environ["RANK"] = os.environ["LOCAL_RANK"] = str(torch.distributed.get_rank())
     PartialState._reset_state()
     state = PartialState(cpu=True)
@@ -228,10 +228,10 @@ def _two_process_job(run_dir: str, seed_data):
 
 
 def test_two_processes_split_and_gather(tmp_path, small, llm):
-    from accelerate import debug_launcher
+    from conftest import spawn_launcher
 
     one = read_rows(run_inference(make_cfg(tmp_path), small, "valid", Variant("rerank"), llm=llm))
-    debug_launcher(_two_process_job, args=(str(tmp_path), small), num_processes=2)
+    spawn_launcher(_two_process_job, args=(str(tmp_path), small), num_processes=2)
     two = read_rows(out_path(make_cfg(tmp_path, f"infer.out_dir={tmp_path}/two"), "valid", Variant("rerank")))
     assert sorted(r["key"] for r in two) == sorted(r["key"] for r in one)  # each record once, padding trimmed
     by_key = {r["key"]: r for r in one}

@@ -1,9 +1,11 @@
 """SASRec baseline: a causal transformer over the mixed item sequence (Kang & McAuley, 2018).
 
 Training: each training user's mixed sequence (``user_sequences``: history, then the user's targets)
-is cut to its last ``max_len + 1`` items; every position predicts the next item with a softmax
-cross-entropy over the items of that next item's domain (``loss: domain``) or over the whole catalogue
-(``loss: catalogue``). Output scores reuse the input item embeddings (tied weights), as in SASRec.
+is cut to its last ``max_len + 1`` items. With ``loss: each_domain`` every position predicts the next
+item of EACH domain (the task at inference: the next item in a named domain, whatever comes first),
+with a full softmax cross-entropy over that domain's items; ``domain`` predicts only the immediate next
+item over its own domain, ``catalogue`` over all items. Items are scored by their own output
+embeddings plus a per-item bias (``tie_weights`` / ``item_bias``).
 
 Inference: the state at the last history position scores every item of the target domain. The same
 state is the user embedding (:meth:`SASRecSystem.user_embeddings`).

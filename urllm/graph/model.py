@@ -16,6 +16,8 @@ over all items ``i`` of domain d (tied output embeddings), plus an optional lear
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
@@ -234,7 +236,9 @@ class DualGraphEncoder(nn.Module):
         with torch.no_grad():
             top = torch.maximum(pos, neg_scores.max(1).values)
             if hard.numel():
-                top = top.index_reduce(0, hard_rows, hard, "amax")
+                with warnings.catch_warnings():  # "index_reduce is in beta": fine for a max
+                    warnings.simplefilter("ignore")
+                    top = top.index_reduce(0, hard_rows, hard, "amax")
         total = (pos - top).exp() + (neg_scores - top.unsqueeze(1)).exp().sum(1)
         if hard.numel():
             total = total.index_add(0, hard_rows, (hard - top[hard_rows]).exp())

@@ -42,7 +42,7 @@ def data_identity(data: TwoDomainData) -> dict[str, Any]:
     return {"name": data.name, "n_items": cat.n_items, "n_x": cat.domain_size(0), "train": h.hexdigest()}
 
 
-def build_graphs(data: TwoDomainData, cfg: GraphConfig, run_dir: Path | None) -> dict[str, torch.Tensor]:
+def build_graphs(data: TwoDomainData, cfg: GraphConfig) -> dict[str, torch.Tensor]:
     """All sparse graphs of the model, from the training split and the catalogue."""
     cat = data.catalogue
     graphs = collaborative_graphs(data.records("train"), cat.item_domain, cfg.symmetric)
@@ -72,7 +72,7 @@ class GraphSystem:
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         dump_yaml(cfg, run_dir / "config.yaml")
-        graphs = build_graphs(data, cfg, run_dir)
+        graphs = build_graphs(data, cfg)
         text = None
         if cfg.semantic_dim and cfg.title_knn:
             emb = embed_titles(cat.titles, cfg.text_model, run_dir / TITLE_EMB_FILE)
