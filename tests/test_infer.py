@@ -178,6 +178,17 @@ def test_llm_systems_end_to_end(tmp_path, small, llm, fusion):
                 assert 0 <= m["raw_ood_rate"] <= 1 and 0 <= m["raw_valid_title_rate"] <= 1
             if system.variant.mode == "constrained":
                 assert m["raw_valid_title_rate"] == 1.0 and m["raw_ood_rate"] == 0.0
+            if system.variant.mode != "rerank":  # oracle: raw outputs matched to a history item
+                recs = {record_key(r, cat): r for r in small.records("valid") if cat.domains[r.domain] == d}
+                rows = [
+                    row for row in read_rows(out_path(cfg, "valid", system.variant)) if row["key"] in recs
+                ]
+                hits = [
+                    bool(set(recs[row["key"]].history) & {*g["items"], *g["dropped"]})
+                    for row in rows
+                    for g in row["grounded"]
+                ]
+                assert m["raw_in_history_rate"] == pytest.approx(sum(hits) / len(hits))
         # complete rankings of the target domain, LLM picks first (llm_first)
         for d in (0, 1):
             recs = [r for r in small.records("valid") if r.domain == d]

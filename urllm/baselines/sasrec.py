@@ -153,7 +153,12 @@ class SASRecSystem:
             state = TrainState()
         else:
             self.model.load_state_dict(state.model)
-            opt.load_state_dict(state.optimizer)
+            try:
+                opt.load_state_dict(state.optimizer)
+            except ValueError as exc:  # written by an older version of this code: keep the weights
+                logger.warning(
+                    "optimizer state in %s does not fit (%s); resuming with a fresh one", path, exc
+                )
         if state.finished(self.cfg):
             logger.info("reusing the finished SASRec checkpoint %s (best epoch %d)", path, state.best_epoch)
         else:
@@ -180,7 +185,7 @@ class SASRecSystem:
         )
         while not state.finished(self.cfg):
             epoch = state.epoch + 1
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             # per-epoch seeds make a resumed run draw the same batches and dropout as an uninterrupted one
             torch.manual_seed(self.seed * 100_003 + epoch)
             perm = torch.randperm(len(inputs), generator=torch.Generator().manual_seed(self.seed + epoch))
@@ -209,15 +214,21 @@ class SASRecSystem:
                 state.best_model = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             else:
                 state.bad_epochs += 1
-            seconds = time.perf_counter() - start
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
             state.history.append(
-                {"epoch": epoch, "loss": total / max(n_batches, 1), "seconds": seconds, **mrr}
+                {
+                    "epoch": epoch,
+                    "loss": total / max(n_batches, 1),
+                    "seconds": seconds,
+                    "cpu_seconds": cpu,
+                    **mrr,
+                }
             )
             state.model = self.model.state_dict()
             state.optimizer = opt.state_dict()
             save_state(path, state, sig, self.cfg)
             logger.info(
-                "epoch %d/%d  loss %.4f  valid MRR %s  (mean %.4f, best %.4f @ %d)  %.1f s",
+                "epoch %d/%d  loss %.4f  valid MRR %s  (mean %.4f, best %.4f @ %d)  %.1f s (%.1f s CPU)",
                 epoch,
                 self.cfg.epochs,
                 total / max(n_batches, 1),
@@ -226,6 +237,7 @@ class SASRecSystem:
                 state.best_mrr,
                 state.best_epoch,
                 seconds,
+                cpu,
             )
         if state.bad_epochs >= self.cfg.patience:
             logger.info("early stop after epoch %d; best epoch %d", state.epoch, state.best_epoch)

@@ -8,6 +8,7 @@ re-ranked candidates) and fuses them with the backbone's scores (:func:`urllm.gr
 - ``raw_valid_title_rate``: raw outputs that are a catalogue title after normalisation (any domain);
 - ``raw_ood_rate``: raw outputs whose catalogue match (exact, BM25 or kNN) lies in the other domain only;
 - ``raw_empty_rate``: raw outputs with no text;
+- ``raw_in_history_rate``: raw outputs matched to an item the user already has (an echo of the prompt);
 - ``ood_rate``: items handed to fusion that are outside the target domain (0 by construction; checked
   against the catalogue here, not assumed);
 - ``refiner_<method>_rate`` (free generation): which refiner step matched.
@@ -141,14 +142,15 @@ class LLMSystem:
             if r.domain != domain:
                 raise ValueError(f"record {row['key']} targets domain {r.domain}, scored for {domain}")
             groups, scores, used = self.groups(row)
-            self._stats[domain][row["key"]] = self._record_stats(row, used, domain)
+            self._stats[domain][row["key"]] = self._record_stats(row, used, r)
             out[i] = fuse(groups, scores, base[i], lo, g.fusion, g.fusion_weight)
         return out
 
     # -------------------------------------------------------------------------------------- metrics
 
-    def _record_stats(self, row: dict, used: list[Grounded], domain: int) -> dict:
+    def _record_stats(self, row: dict, used: list[Grounded], record: Record) -> dict:
         item_domain = self.data.catalogue.item_domain
+        domain = record.domain
         s: dict = {"used": sum(len(u.items) for u in used)}
         s["used_ood"] = sum(int(item_domain[i] != domain) for u in used for i in u.items)
         if "outputs" in row:
@@ -160,6 +162,8 @@ class LLMSystem:
             s["ood"] = sum(
                 gr.matched and all(item_domain[i] != domain for i in (*gr.items, *gr.dropped)) for gr in raw
             )
+            history = set(record.history)
+            s["history"] = sum(bool(history.intersection((*gr.items, *gr.dropped))) for gr in raw)
             s["methods"] = Counter(gr.method for gr in raw)
         return s
 
@@ -177,6 +181,7 @@ class LLMSystem:
                 ("ood", "raw_ood_rate"),
                 ("valid", "raw_valid_title_rate"),
                 ("empty", "raw_empty_rate"),
+                ("history", "raw_in_history_rate"),
             ):
                 m[name] = sum(s.get(key, 0) for s in stats) / n_raw if n_raw else None
             if self.variant.mode == "free" and n_raw:
