@@ -43,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     cat = data.catalogue
     t0 = time.perf_counter()
     graphs = build_graphs(data, gcfg)
-    batch = training_batch(data.records("train"), cat.item_domain, gcfg.max_len, gcfg.targets)
+    batch = training_batch(
+        data.records("train"), cat.item_domain, gcfg.max_len, gcfg.targets, gcfg.graph_folds
+    )
     prep_s = time.perf_counter() - t0
     torch.manual_seed(cfg.seed)
     ranges = [(r.start, r.stop) for r in (cat.domain_range(0), cat.domain_range(1))]

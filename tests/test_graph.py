@@ -7,15 +7,25 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from accelerate import Accelerator
 
 from urllm.configuration import ConfigError, from_dict
 from urllm.data.schema import Record
 from urllm.graph.batches import encode_inputs, next_in_domain, training_batch
-from urllm.graph.build import collaborative_graphs, csr_from_dict, csr_to_dict, propagate
+from urllm.graph.build import (
+    collaborative_graphs,
+    csr_from_dict,
+    csr_to_dict,
+    fold_graphs,
+    propagate,
+    training_sequences,
+    transition_graph,
+)
 from urllm.graph.config import GraphConfig
 from urllm.graph.model import DualGraphEncoder
 from urllm.graph.semantic import attribute_graph, embed_titles, knn_graph
 from urllm.graph.system import GraphSystem, build_graphs
+from urllm.graph.train import run_epoch
 
 # items 0-2 are domain X, 3-5 domain Y
 DOM = np.array([0, 0, 0, 1, 1, 1])
@@ -111,7 +121,7 @@ def test_training_targets():
 
 
 def _model(synthetic, cfg=TINY, title_view=False):
-    graphs = build_graphs(synthetic, cfg)
+    graphs = build_graphs(synthetic, cfg)  # with the fold graphs when cfg.graph_folds
     cat = synthetic.catalogue
     ranges = [(r.start, r.stop) for r in (cat.domain_range(0), cat.domain_range(1))]
     text = None
@@ -121,7 +131,7 @@ def _model(synthetic, cfg=TINY, title_view=False):
         graphs["knn"], text = knn_graph(emb, cat.item_domain, 3), torch.from_numpy(emb)
     torch.manual_seed(0)
     return DualGraphEncoder(cfg, ranges, graphs, text), training_batch(
-        synthetic.records("train"), cat.item_domain, cfg.max_len, cfg.targets
+        synthetic.records("train"), cat.item_domain, cfg.max_len, cfg.targets, cfg.graph_folds
     )
 
 
@@ -139,11 +149,17 @@ def test_shapes(synthetic):
     assert sem.shape == (synthetic.catalogue.n_items, TINY.semantic_dim)
 
 
-@pytest.mark.parametrize("kind,title_view,negatives", [("infonce", False, 0), ("infomax", True, 7)])
-def test_every_parameter_gets_gradient(synthetic, kind, title_view, negatives):
-    cfg = dataclasses.replace(TINY, contrastive_kind=kind, negatives=negatives, prior_items=2)
+@pytest.mark.parametrize(
+    "kind,title_view,negatives,scale,folds",
+    [("infonce", False, 0, 0.0, 0), ("infomax", True, 7, 0.0, 0), ("infonce", False, 7, 0.1, 3)],
+)
+def test_every_parameter_gets_gradient(synthetic, kind, title_view, negatives, scale, folds):
+    cfg = dataclasses.replace(
+        TINY, contrastive_kind=kind, negatives=negatives, prior_items=2, neural_scale=scale, graph_folds=folds
+    )
     model, batch = _model(synthetic, cfg, title_view)
-    terms = model(batch.rows(slice(0, 16)))
+    rows = torch.nonzero(batch.fold == 1).squeeze(1)[:16] if folds else slice(0, 16)
+    terms = model(batch.rows(rows))
     assert set(terms) == {"ce", "ce_shared", "contrastive", "align", "loss"}
     terms["loss"].backward()
     for name, p in model.named_parameters():
@@ -160,17 +176,17 @@ def test_transition_prior_counts_and_leave_one_out(synthetic):
     last = torch.tensor([[lo], [lo + 3], [-1]])
     with torch.no_grad():
         model.bias.zero_()
-        got = model._scores(q, torch.arange(lo, hi), tok, last, None).numpy()
+        got = model._scores(q, torch.arange(lo, hi), tok[lo + 1 : hi + 1], last, None).numpy()
         np.testing.assert_allclose(got[0], prior[lo, lo:hi], rtol=1e-6)
         np.testing.assert_allclose(got[1], prior[lo + 3, lo:hi], rtol=1e-6)
         assert np.all(got[2] == 0)
         tgt = int(np.argmax(counts[lo, lo:hi])) + lo
         y = torch.tensor([tgt, tgt, tgt])
-        loo = model._scores(q, torch.arange(lo, hi), tok, last, y).numpy()
+        loo = model._scores(q, torch.arange(lo, hi), tok[lo + 1 : hi + 1], last, y).numpy()
         assert np.isclose(
             loo[0, tgt - lo], 0.5 * np.log1p(counts[lo, tgt] - 1) + 0.25 * np.log1p(counts[tgt, lo])
         )
-        pos = model._positive_scores(q, y, tok, last).numpy()
+        pos = model._positive_scores(q, y, tok[y + 1], last).numpy()
         np.testing.assert_allclose(pos, loo[np.arange(3), tgt - lo], rtol=1e-6)
 
 
@@ -187,6 +203,47 @@ def test_sampled_softmax_equals_full_softmax_when_every_item_is_drawn(synthetic)
     assert np.isclose(a, c, rtol=1e-5)
     small, _ = _model(synthetic, dataclasses.replace(TINY, negatives=5))
     assert float(small.next_item_loss(states, 1, tok, y, last).detach()) < a  # fewer competitors
+
+
+def test_fold_graphs_leave_out_their_fold(synthetic):
+    recs = synthetic.records("train")
+    dom = synthetic.catalogue.item_domain
+    g = fold_graphs(recs, dom, symmetric=True, folds=3)
+    seqs = training_sequences(recs)
+    b = training_batch(recs, dom, max_len=5, folds=3)
+    assert b.fold.tolist() == [i % 3 for i in range(len(seqs))]
+    for k in range(3):
+        rest = [s for i, s in enumerate(seqs) if i % 3 != k]
+        np.testing.assert_allclose(dense(g[f"cross_{k}"]), dense(transition_graph(rest, len(dom), True)))
+        # a user's own transitions are missing from its fold's graph (unless another user shares them)
+        others = {(a, c) for s in rest for a, c in zip(s[:-1], s[1:], strict=False)}
+        own = [(a, c) for s in seqs[k::3] for a, c in zip(s[:-1], s[1:], strict=False)]
+        cross = dense(g[f"cross_{k}"])
+        assert all((cross[a, c] > 0) == ((a, c) in others or (c, a) in others) for a, c in own if a != c)
+
+
+def test_epoch_batches_hold_one_fold(synthetic):
+    cfg = dataclasses.replace(TINY, graph_folds=3, batch_size=8, contrastive=0.0, align=0.0)
+    model, batch = _model(synthetic, cfg)
+    seen = []
+    model.forward = lambda b: seen.append(b.fold.unique().tolist()) or {"loss": model.bias.sum()}
+    run_epoch(model, torch.optim.SGD(model.parameters(), lr=0.0), Accelerator(cpu=True), batch, cfg, 0, 0)
+    assert all(len(f) == 1 for f in seen) and {f[0] for f in seen} == {0, 1, 2}
+    assert sum(1 for _ in seen) == sum(-(-int((batch.fold == k).sum()) // 8) for k in range(3))
+
+
+def test_residual_scale_multiplies_the_encoder_scores(synthetic):
+    model, batch = _model(synthetic, dataclasses.replace(TINY, neural_scale=0.1, prior_items=2))
+    model.eval()
+    b = batch.rows(slice(0, 4))
+    with torch.no_grad():
+        full = model.score_last(b, 0)
+        model.scale.zero_()
+        prior_only = model.score_last(b, 0)
+        model.scale.fill_(0.1)
+        model.cfg = dataclasses.replace(model.cfg, neural_weight=0.0)
+        torch.testing.assert_close(model.score_last(b, 0), prior_only)
+    assert not torch.allclose(full, prior_only)
 
 
 def test_training_steps_lower_the_loss(synthetic):
@@ -251,7 +308,6 @@ def test_neural_weight_zero_ranks_by_prior_and_bias(synthetic):
     tok = model.item_tables()[1]
     lo, hi = model.ranges[0]
     with torch.no_grad():
-        expected = model._scores(
-            torch.zeros(4, TINY.hidden), torch.arange(lo, hi), tok, model.last_items(b, 0)[:, -1], None
-        )
+        cols, last = torch.arange(lo, hi), model.last_items(b, 0)[:, -1]
+        expected = model._scores(torch.zeros(4, TINY.hidden), cols, tok[lo + 1 : hi + 1], last, None)
     torch.testing.assert_close(model.score_last(b, 0), expected)

