@@ -25,7 +25,7 @@ from urllm.graph.config import GraphConfig
 from urllm.graph.model import DualGraphEncoder
 from urllm.graph.semantic import attribute_graph, embed_titles, knn_graph
 from urllm.graph.system import GraphSystem, build_graphs
-from urllm.graph.train import run_epoch
+from urllm.graph.train import CALIBRATION_GRID, calibration_records, run_epoch
 
 # items 0-2 are domain X, 3-5 domain Y
 DOM = np.array([0, 0, 0, 1, 1, 1])
@@ -230,6 +230,28 @@ def test_epoch_batches_hold_one_fold(synthetic):
     run_epoch(model, torch.optim.SGD(model.parameters(), lr=0.0), Accelerator(cpu=True), batch, cfg, 0, 0)
     assert all(len(f) == 1 for f in seen) and {f[0] for f in seen} == {0, 1, 2}
     assert sum(1 for _ in seen) == sum(-(-int((batch.fold == k).sum()) // 8) for k in range(3))
+
+
+def test_calibration_holds_out_fold_zero_and_picks_a_grid_weight(synthetic, tmp_path):
+    cfg = dataclasses.replace(TINY, graph_folds=4, calibrate=True, batch_size=8, epochs=1)
+    model, batch = _model(synthetic, cfg)
+    seen = []
+    forward = model.forward
+    model.forward = lambda b: seen.append(b.fold.unique().tolist()) or forward(b)
+    run_epoch(model, torch.optim.SGD(model.parameters(), lr=0.0), Accelerator(cpu=True), batch, cfg, 0, 0)
+    assert {f[0] for f in seen} == {1, 2, 3}  # no training batch from the held-out fold
+    seqs = training_sequences(synthetic.records("train"))
+    recs = calibration_records(seqs, synthetic.catalogue.item_domain, 4)
+    assert {r.user for r in recs} == {f"calibration-{i}" for i in range(0, len(seqs), 4)}
+    assert all(
+        tuple(seqs[int(r.user.split("-")[1])][: len(r.history) + 1]) == (*r.history, r.target) for r in recs
+    )
+    system = GraphSystem(cfg)
+    system.fit(synthetic, tmp_path)
+    weights = system.model.neural_weights.tolist()
+    assert all(w in CALIBRATION_GRID for w in weights)
+    assert {"calibration_mrr_0", "calibration_mrr_1"} <= set(system.state.history[0])
+    assert GraphSystem.load(tmp_path).model.neural_weights.tolist() == weights  # saved with the model
 
 
 def test_residual_scale_multiplies_the_encoder_scores(synthetic):

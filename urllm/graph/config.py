@@ -55,6 +55,11 @@ class GraphConfig:
         "initial value of a learned per-domain scale on the encoder's scores, so training starts from the "
         "prior + bias ranking and the encoder learns the residual; 0 = no scale (scores used as they are)",
     )
+    calibrate: bool = opt(
+        False,
+        "hold fold 0 of graph_folds out of training; after each epoch the encoder's weight per domain (next "
+        "to prior and bias) is the value of a small grid that ranks those users' last items best",
+    )
     neural_weight: float = opt(
         1.0,
         "scoring only: multiplier of the encoder's scores next to the prior and bias (0 = graph prior ranking)",
@@ -150,6 +155,8 @@ class GraphConfig:
             raise ValueError("at least one of ce and ce_shared must be > 0 (nothing would be learned)")
         if self.graph_folds == 1:
             raise ValueError("graph_folds must be 0 (off) or >= 2")
+        if self.calibrate and not self.graph_folds:
+            raise ValueError("calibrate needs graph_folds >= 2 (fold 0 is the held-out calibration set)")
         if self.align > 0 and self.semantic_dim == 0:
             raise ValueError("align > 0 needs the semantic graph (semantic_dim > 0)")
 

@@ -76,6 +76,8 @@ class DualGraphEncoder(nn.Module):
         self.prior = nn.Parameter(torch.tensor(init)) if cfg.transition_prior > 0 else None
         # residual scoring: a learned per-domain multiple of the encoder's scores, small at the start
         self.scale = nn.Parameter(torch.full((2,), cfg.neural_scale)) if cfg.neural_scale > 0 else None
+        # scoring only: the encoder's weight per domain chosen on held-out users (``calibrate``)
+        self.register_buffer("neural_weights", torch.ones(2))
         if cfg.contrastive > 0 and cfg.contrastive_kind == "infomax":
             self.discriminator = nn.Bilinear(cfg.hidden, cfg.hidden, 1)
 
@@ -338,11 +340,18 @@ class DualGraphEncoder(nn.Module):
 
     @torch.no_grad()
     def score_last(
-        self, batch: SeqBatch, d: int, tables: tuple[torch.Tensor, torch.Tensor] | None = None
+        self,
+        batch: SeqBatch,
+        d: int,
+        tables: tuple[torch.Tensor, torch.Tensor] | None = None,
+        loo_targets: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """(B, n_items of domain d) scores of the next domain-d item after each history."""
+        """(B, n_items of domain d) scores of the next domain-d item after each history.
+        ``loo_targets`` (B,): leave each row's own transition to its target out of the prior (for
+        held-out training users, whose transitions are in the counts)."""
         tok_mix, tok_dom = tables if tables is not None else self.item_tables()[:2]
         h_mix, h_dom = self.encode(batch, (tok_mix, tok_dom))
         last = self.last_items(batch, d)[:, -1] if self.prior is not None else None
         # the heads are linear without bias: scaling the state scales exactly the encoder's share
-        return self.logits(self.cfg.neural_weight * (h_mix[:, -1] + h_dom[d][:, -1]), d, tok_dom, last)
+        w = self.cfg.neural_weight * self.neural_weights[d]
+        return self.logits(w * (h_mix[:, -1] + h_dom[d][:, -1]), d, tok_dom, last, loo_targets)

@@ -21,11 +21,17 @@ import torch
 from urllm.configuration import dump_yaml, from_dict
 from urllm.data.schema import DataError, Record, TwoDomainData
 from urllm.graph.batches import record_batch, training_batch
-from urllm.graph.build import collaborative_graphs, csr_from_dict, csr_to_dict, fold_graphs
+from urllm.graph.build import (
+    collaborative_graphs,
+    csr_from_dict,
+    csr_to_dict,
+    fold_graphs,
+    training_sequences,
+)
 from urllm.graph.config import GraphConfig
 from urllm.graph.model import DualGraphEncoder
 from urllm.graph.semantic import attribute_graph, embed_titles, knn_graph
-from urllm.graph.train import MODEL_FILE, scores_in_batches, signature, train
+from urllm.graph.train import MODEL_FILE, calibration_records, scores_in_batches, signature, train
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +101,11 @@ class GraphSystem:
         )
         valid = data.splits.get("valid", [])
         sig = signature(cfg, self.seed, data_identity(data))
-        self.state = train(model, batch, valid, cat.item_domain, cfg, self.seed, run_dir, sig)
+        calib = []
+        if cfg.calibrate:
+            seqs = training_sequences(data.records("train"))
+            calib = calibration_records(seqs, cat.item_domain, cfg.graph_folds)
+        self.state = train(model, batch, valid, cat.item_domain, cfg, self.seed, run_dir, sig, calib)
         self._load_weights(model, run_dir / MODEL_FILE)
         self.item_domain = cat.item_domain
 
@@ -103,6 +113,7 @@ class GraphSystem:
         if not path.is_file():
             raise DataError(f"{path}: no trained graph model (training produced no valid epoch)")
         blob = torch.load(path, map_location="cpu", weights_only=True)
+        blob["state_dict"].setdefault("neural_weights", torch.ones(2))  # saved before calibration existed
         model.load_state_dict(blob["state_dict"])
         self.model = model.to(self.device).eval()
 

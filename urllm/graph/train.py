@@ -41,7 +41,10 @@ MODEL_FILE = "model.pt"
 STATE_FILE = "train_state.json"
 CHECKPOINT_DIR = "checkpoint"
 # bump when a change of the model or objective makes older checkpoints unfit to resume
-MODEL_VERSION = 2
+MODEL_VERSION = 3
+# calibration (``calibrate``): the encoder weights tried, and the last items of each held-out user scored
+CALIBRATION_GRID = (0.0, 0.125, 0.25, 0.375, 0.5, 0.75, 1.0, 1.5)
+CALIBRATION_ITEMS = 3
 
 
 @dataclass
@@ -89,15 +92,25 @@ def scores_in_batches(
     item_domain: np.ndarray,
     batch_size: int,
     device: torch.device,
+    fold: int | None = None,
 ) -> np.ndarray:
-    """(len(records), n_items of domain d) float32 scores."""
+    """(len(records), n_items of domain d) float32 scores. ``fold``: the records are training users
+    of that fold: tokens from the graphs without the fold, the target transition left out of the prior."""
     model.eval()
-    tables = model.item_tables()[:2]  # once per pass, not per batch
+    tables = model.item_tables(fold)[:2]  # once per pass, not per batch
     out = []
     for start in range(0, len(records), batch_size):
-        b = record_batch(records[start : start + batch_size], item_domain, model.cfg.max_len).to(device)
-        out.append(model.score_last(b, d, tables).float().cpu().numpy())
+        chunk = records[start : start + batch_size]
+        b = record_batch(chunk, item_domain, model.cfg.max_len).to(device)
+        loo = torch.tensor([r.target for r in chunk], device=device) if fold is not None else None
+        out.append(model.score_last(b, d, tables, loo).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.ranges[d][1] - model.ranges[d][0]), np.float32)
+
+
+def mrr(scores: np.ndarray, targets: np.ndarray) -> float:
+    """Mean full-ranking MRR of target columns ``targets`` (M,) in ``scores`` (M, C)."""
+    g, t = greater_and_ties(scores, targets)
+    return float(expected_metrics(g, t, [1])["MRR"].mean())
 
 
 def valid_mrr(
@@ -110,8 +123,45 @@ def valid_mrr(
         if not recs:
             continue
         s = scores_in_batches(model, recs, d, item_domain, cfg.eval_batch_size, device)
-        g, t = greater_and_ties(s, np.array([r.target - model.ranges[d][0] for r in recs]))
-        out[str(d)] = float(expected_metrics(g, t, [1])["MRR"].mean())
+        out[str(d)] = mrr(s, np.array([r.target - model.ranges[d][0] for r in recs]))
+    return out
+
+
+def calibration_records(seqs: Sequence[Sequence[int]], item_domain: np.ndarray, folds: int) -> list[Record]:
+    """The last ``CALIBRATION_ITEMS`` items of each fold-0 training sequence (user ``i`` with
+    ``i % folds == 0``, in :func:`~urllm.graph.build.training_sequences` order) as records."""
+    out = []
+    for i in range(0, len(seqs), folds):
+        s = seqs[i]
+        for p in range(max(1, len(s) - CALIBRATION_ITEMS), len(s)):
+            out.append(Record(f"calibration-{i}", tuple(s[:p]), int(s[p]), int(item_domain[s[p]])))
+    return out
+
+
+@torch.no_grad()
+def calibrate(
+    model: DualGraphEncoder, records: Sequence[Record], item_domain: np.ndarray, cfg: GraphConfig, device
+) -> dict[str, float]:
+    """Set ``model.neural_weights[d]`` to the value of ``CALIBRATION_GRID`` whose scores (prior + bias +
+    weight * encoder) rank the held-out users' items best; returns the MRR per domain at that weight."""
+    out = {}
+    for d in (0, 1):
+        recs = [r for r in records if r.domain == d]
+        if not recs:
+            continue
+        y = np.array([r.target - model.ranges[d][0] for r in recs])
+        model.neural_weights[d] = 0.0
+        base = scores_in_batches(model, recs, d, item_domain, cfg.eval_batch_size, device, fold=0)
+        model.neural_weights[d] = 1.0
+        neural = scores_in_batches(model, recs, d, item_domain, cfg.eval_batch_size, device, fold=0) - base
+        found = [mrr(base + w * neural, y) for w in CALIBRATION_GRID]
+        best = int(np.argmax(found))  # the first best: the smaller weight on ties
+        model.neural_weights[d] = CALIBRATION_GRID[best]
+        out[str(d)] = found[best]
+        logger.info(
+            "calibration, domain %d (%d items): MRR %s at encoder weights %s -> %.3g",
+            d, len(recs), [round(m, 4) for m in found], list(CALIBRATION_GRID), CALIBRATION_GRID[best],
+        )  # fmt: skip
     return out
 
 
@@ -124,6 +174,7 @@ def train(
     seed: int,
     run_dir: Path,
     sig: dict[str, Any],
+    calibration: Sequence[Record] = (),
 ) -> TrainState:
     """Train (or resume, or reuse) in ``run_dir``; the best weights end in ``run_dir/model.pt``."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -150,12 +201,16 @@ def train(
         start = time.perf_counter()
         total, n_steps = run_epoch(wrapped, opt, acc, train_batch, cfg, seed, epoch)
         train_s = time.perf_counter() - start
-        mrr = valid_mrr(acc.unwrap_model(wrapped), valid, item_domain, cfg, acc.device)
+        model = acc.unwrap_model(wrapped)
+        calib = calibrate(model, calibration, item_domain, cfg, acc.device) if calibration else {}
+        mrr = valid_mrr(model, valid, item_domain, cfg, acc.device)
         mean = float(np.mean(list(mrr.values()))) if mrr else -float(total)
         state.epoch = epoch + 1
         state.history.append(
             {"epoch": epoch + 1, "loss": total / max(n_steps, 1), "valid_mrr": mean, "train_s": train_s}
             | {f"valid_mrr_{k}": v for k, v in mrr.items()}
+            | {f"calibration_mrr_{k}": v for k, v in calib.items()}
+            | {f"neural_weight_{d}": float(model.neural_weights[d]) for d in (0, 1)}
         )
         logger.info(
             "graph epoch %d: loss %.4f, valid MRR %s (mean %.4f), %.0f s",
@@ -187,6 +242,8 @@ def run_epoch(
     """One pass over the training users (this process's share); returns (summed loss, steps)."""
     rng = np.random.default_rng([seed, epoch])
     perm = rng.permutation(len(train_batch))
+    if cfg.calibrate:  # fold 0 is held out for the calibration of the encoder's weight
+        perm = perm[train_batch.fold.numpy()[perm] != 0]
     if train_batch.fold is not None:  # one fold per batch: its rows share the graphs without that fold
         fold = train_batch.fold.numpy()[perm]
         batches = [b for k in np.unique(fold) for b in chunks(perm[fold == k], cfg.batch_size)]
