@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     from urllm.graph.batches import training_batch
     from urllm.graph.model import DualGraphEncoder
     from urllm.graph.system import GraphSystem, build_graphs
-    from urllm.graph.train import run_epoch
+    from urllm.graph.train import epoch_batches, run_epoch
 
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config, ["graph.hidden=328", "graph.max_len=30", *args.overrides])
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     _, steps = run_epoch(wrapped, opt, acc, batch, gcfg, cfg.seed, 0, args.max_steps)
     train_s = time.perf_counter() - t0
-    n_steps = -(-len(batch) // gcfg.batch_size)
+    n_steps = len(epoch_batches(batch, gcfg, cfg.seed, 0))
     epoch_s = train_s * n_steps / steps
 
     system = GraphSystem(gcfg, cfg.seed)

@@ -240,16 +240,7 @@ def run_epoch(
     max_steps: int = 0,
 ) -> tuple[float, int]:
     """One pass over the training users (this process's share); returns (summed loss, steps)."""
-    rng = np.random.default_rng([seed, epoch])
-    perm = rng.permutation(len(train_batch))
-    if cfg.calibrate:  # fold 0 is held out for the calibration of the encoder's weight
-        perm = perm[train_batch.fold.numpy()[perm] != 0]
-    if train_batch.fold is not None:  # one fold per batch: its rows share the graphs without that fold
-        fold = train_batch.fold.numpy()[perm]
-        batches = [b for k in np.unique(fold) for b in chunks(perm[fold == k], cfg.batch_size)]
-        batches = [batches[i] for i in rng.permutation(len(batches))]
-    else:
-        batches = chunks(perm, cfg.batch_size)
+    batches = epoch_batches(train_batch, cfg, seed, epoch)
     batches = batches[: len(batches) - len(batches) % acc.num_processes or None]  # equal steps per rank
     mine = batches[acc.process_index :: acc.num_processes][: max_steps or None]
     wrapped.train()
@@ -264,6 +255,21 @@ def run_epoch(
         total += float(terms["loss"].detach())
         bar.set_postfix({k: f"{float(v.detach()):.3f}" for k, v in terms.items()})
     return total, len(mine)
+
+
+def epoch_batches(train_batch: SeqBatch, cfg: GraphConfig, seed: int, epoch: int) -> list[np.ndarray]:
+    """The row indices of each training step of ``epoch`` (seeded shuffle; one fold per batch with
+    ``graph_folds``; the calibration fold left out with ``calibrate``)."""
+    rng = np.random.default_rng([seed, epoch])
+    perm = rng.permutation(len(train_batch))
+    if cfg.calibrate:  # fold 0 is held out for the calibration of the encoder's weight
+        perm = perm[train_batch.fold.numpy()[perm] != 0]
+    if train_batch.fold is None:
+        return chunks(perm, cfg.batch_size)
+    # one fold per batch: its rows share the graphs without that fold
+    fold = train_batch.fold.numpy()[perm]
+    batches = [b for k in np.unique(fold) for b in chunks(perm[fold == k], cfg.batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
 
 
 def chunks(idx: np.ndarray, size: int) -> list[np.ndarray]:
