@@ -117,6 +117,17 @@ def propagate(adj: torch.Tensor | None, x: torch.Tensor, hops: int) -> torch.Ten
     return out / hops if hops > 1 else out
 
 
+def with_padding_row(m: torch.Tensor, shift_cols: bool) -> torch.Tensor:
+    """CSR ``m`` with an empty row 0 prepended (and, with ``shift_cols``, an empty column 0): the same
+    operator on tables indexed by token id (item + 1; 0 = padding)."""
+    crow = torch.cat([m.crow_indices()[:1], m.crow_indices()])
+    col = m.col_indices() + 1 if shift_cols else m.col_indices()
+    shape = (m.shape[0] + 1, m.shape[1] + 1 if shift_cols else m.shape[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.sparse_csr_tensor(crow, col, m.values(), shape)
+
+
 def csr_to_dict(m: torch.Tensor) -> dict[str, torch.Tensor | tuple[int, int]]:
     """Plain tensors (for ``torch.save`` with ``weights_only``)."""
     return {

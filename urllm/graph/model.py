@@ -19,10 +19,11 @@ from __future__ import annotations
 import warnings
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from urllm.graph.batches import SeqBatch
-from urllm.graph.build import propagate
+from urllm.graph.build import propagate, with_padding_row
 from urllm.graph.config import GraphConfig
 from urllm.graph.losses import alignment_loss, contrastive_loss, next_item_ce
 from urllm.nn.transformer import CausalEncoder
@@ -83,45 +84,57 @@ class DualGraphEncoder(nn.Module):
 
     # ------------------------------------------------------------------ item representations
 
-    def _graph(self, name: str, device: torch.device) -> torch.Tensor | None:
-        g = self.graphs.get(name)
+    def _graph(self, name: str, device: torch.device, padded: bool = False) -> torch.Tensor | None:
+        """The sparse graph ``name`` on ``device``; ``padded``: with an empty row 0 (and column 0 for the
+        item-item graphs), so it multiplies tables indexed by token id (0 = padding) directly."""
+        key = name + "+pad" if padded else name
+        g = self.graphs.get(key)
+        if g is None and padded and name in self.graphs:
+            g = with_padding_row(self.graphs[name], shift_cols=name != "attr")
         if g is not None and g.device != device:
-            g = self.graphs[name] = g.to(device)
+            g = g.to(device)
+        if g is not None:
+            self.graphs[key] = g
         return g
 
     def semantic(self) -> torch.Tensor | None:
-        """(n_items, semantic_dim) semantic item embeddings before the token projection."""
+        """(n_items + 1, semantic_dim) semantic item embeddings before the token projection (row 0 =
+        padding, zero)."""
         if not self.cfg.semantic_dim:
             return None
         dev = self.attrs.weight.device
-        sem = torch.sparse.mm(self._graph("attr", dev), self.attrs.weight)  # mean of attribute words
+        sem = torch.sparse.mm(self._graph("attr", dev, padded=True), self.attrs.weight)  # mean of words
         if self.text_proj is not None:
             self.text = self.text.to(dev)
-            sem = sem + self.text_proj(self.text)
-        knn = self._graph("knn", dev)
+            sem = sem + F.pad(self.text_proj(self.text), (0, 0, 1, 0))
+        knn = self._graph("knn", dev, padded=True)
         if knn is not None:
             sem = 0.5 * (sem + torch.sparse.mm(knn, sem))
         return sem
 
     def item_tables(self, fold: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Token tables (n_items + 1, hidden) for the mixed and the domain encoders (row 0 = padding,
-        zero) and the semantic embeddings. ``fold``: propagate over the graphs without that training
-        fold's sequences (``cross_k``, ``intra_k``); None = the graphs of all training users."""
+        zero) and the (n_items, semantic_dim) semantic embeddings. ``fold``: propagate over the graphs
+        without that training fold's sequences (``cross_k``, ``intra_k``); None = all training users.
+
+        Everything is computed on token-id-indexed tables (graphs with an empty row and column 0), so no
+        full-size slice or concatenation of a padding row is needed. Row 0 of the ID embeddings stays zero:
+        padding tokens only reach padded positions, which the encoders zero, so it gets no gradient."""
         cfg, dev = self.cfg, self.ids.weight.device
         sfx = "" if fold is None else f"_{fold}"
-        e = self.ids.weight[1:]  # (N, Hc)
+        e = self.ids.weight  # (N + 1, Hc)
         cross = e + propagate(
-            self._graph("cross" + sfx, dev) if cfg.cross_graph else None, e, cfg.graph_layers
+            self._graph("cross" + sfx, dev, padded=True) if cfg.cross_graph else None, e, cfg.graph_layers
         )
         intra = e + propagate(
-            self._graph("intra" + sfx, dev) if cfg.intra_graph else None, e, cfg.graph_layers
+            self._graph("intra" + sfx, dev, padded=True) if cfg.intra_graph else None, e, cfg.graph_layers
         )
         sem = self.semantic()
-        if sem is not None:
-            s = self.sem_proj(sem)
-            cross, intra = torch.cat([cross, s], -1), torch.cat([intra, s], -1)
-        pad = torch.zeros(1, cfg.hidden, device=dev)
-        return torch.cat([pad, cross]), torch.cat([pad, intra]), sem
+        if sem is None:
+            return cross, intra, None
+        s = self.sem_proj(sem)  # (N + 1, S); the projection's bias is zeroed on the padding row
+        s = torch.cat([s.new_zeros(1, s.shape[1]), s[1:]])
+        return torch.cat([cross, s], -1), torch.cat([intra, s], -1), sem[1:]
 
     # ------------------------------------------------------------------ encoders
 
