@@ -88,10 +88,10 @@ def cmd_evaluate(args) -> int:
         if subset:
             results[name]["subset"] = f"first {cfg.infer.limit} records per target domain of {args.split}"
         print(format_table(results[name]))
+        if args.out:  # after every system: a long multi-system run keeps what it has finished
+            _write_json(results[names[0]] if len(names) == 1 else {"systems": results}, args.out)
     if len(results) > 1:
         print(format_summary(results))
-    if args.out:
-        _write_json(results[names[0]] if len(results) == 1 else {"systems": results}, args.out)
     return 0
 
 
