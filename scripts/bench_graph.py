@@ -3,7 +3,9 @@
     python scripts/bench_graph.py --config configs/art_office.yaml --threads 2 [graph.key=value ...]
 
 Defaults to the reference size (graph.hidden=328, graph.max_len=30); later overrides win. Prints JSON.
-``--max-steps N`` times only N training steps and extrapolates to the epoch (marked in the JSON).
+``--max-steps N`` times only N training steps and extrapolates to the epoch by training users (steps of
+the last batch of a fold are smaller; marked in the JSON). ``--profile FILE`` also writes a torch.profiler
+table of those steps (self CPU time per operator and input shape) to FILE.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--max-steps", type=int, default=0, help="0 = a full epoch")
     p.add_argument("--out", help="also write the JSON here")
+    p.add_argument("--profile", help="write a torch.profiler table of the timed steps here")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -34,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     from urllm.graph.batches import training_batch
     from urllm.graph.model import DualGraphEncoder
     from urllm.graph.system import GraphSystem, build_graphs
-    from urllm.graph.train import epoch_batches, run_epoch
+    from urllm.graph.train import epoch_batches, optimizer, run_epoch
 
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config, ["graph.hidden=328", "graph.max_len=30", *args.overrides])
@@ -51,13 +54,27 @@ def main(argv: list[str] | None = None) -> int:
     ranges = [(r.start, r.stop) for r in (cat.domain_range(0), cat.domain_range(1))]
     model = DualGraphEncoder(gcfg, ranges, graphs)
     acc = Accelerator(cpu=gcfg.device == "cpu")
-    opt = torch.optim.AdamW(model.parameters(), lr=gcfg.lr, weight_decay=gcfg.weight_decay)
+    opt = optimizer(model, gcfg)
     wrapped, opt = acc.prepare(model, opt)
+    prof = None
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        prof = profile(activities=[ProfilerActivity.CPU], record_shapes=True)
+        prof.start()
     t0 = time.perf_counter()
     _, steps = run_epoch(wrapped, opt, acc, batch, gcfg, cfg.seed, 0, args.max_steps)
     train_s = time.perf_counter() - t0
-    n_steps = len(epoch_batches(batch, gcfg, cfg.seed, 0))
-    epoch_s = train_s * n_steps / steps
+    if prof is not None:
+        prof.stop()
+        table = prof.key_averages(group_by_input_shape=True).table(
+            sort_by="self_cpu_time_total", row_limit=40
+        )
+        with open(args.profile, "w") as fh:
+            fh.write(table + "\n")
+    sizes = [len(b) for b in epoch_batches(batch, gcfg, cfg.seed, 0)]  # the batches run_epoch ran
+    n_steps = len(sizes)
+    epoch_s = train_s * sum(sizes) / sum(sizes[:steps])
 
     system = GraphSystem(gcfg, cfg.seed)
     system.model, system.item_domain = acc.unwrap_model(wrapped).eval(), cat.item_domain

@@ -167,8 +167,9 @@ def test_every_parameter_gets_gradient(synthetic, kind, title_view, negatives, s
     assert model.ids.weight.grad[0].abs().sum() == 0  # the padding row stays zero
 
 
-def test_token_tables_against_the_unpadded_formula(synthetic):
-    model, _ = _model(synthetic, dataclasses.replace(TINY, graph_layers=2))
+@pytest.mark.parametrize("hops", [1, 2])
+def test_token_tables_against_the_unpadded_formula(synthetic, hops):
+    model, _ = _model(synthetic, dataclasses.replace(TINY, graph_layers=hops))
     with torch.no_grad():
         model.ids.weight[1:].normal_()
         tok_mix, tok_dom, sem = model.item_tables()
@@ -176,7 +177,7 @@ def test_token_tables_against_the_unpadded_formula(synthetic):
         s = model.sem_proj(torch.sparse.mm(model.graphs["attr"], model.attrs.weight))
         for tok, name in ((tok_mix, "cross"), (tok_dom, "intra")):
             assert tok[0].abs().sum() == 0
-            expected = torch.cat([e + propagate(model.graphs[name], e, 2), s], -1)
+            expected = torch.cat([e + propagate(model.graphs[name], e, hops), s], -1)
             torch.testing.assert_close(tok[1:], expected)
         torch.testing.assert_close(model.sem_proj(sem), s)
 

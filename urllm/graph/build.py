@@ -128,6 +128,15 @@ def with_padding_row(m: torch.Tensor, shift_cols: bool) -> torch.Tensor:
         return torch.sparse_csr_tensor(crow, col, m.values(), shape)
 
 
+def with_self_loops(m: torch.Tensor) -> torch.Tensor:
+    """CSR ``I + m`` of a square CSR matrix: ``e + A e`` as one sparse product."""
+    n = m.shape[0]
+    eye = torch.sparse_coo_tensor(torch.arange(n).repeat(2, 1), torch.ones(n, dtype=m.dtype), (n, n))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return (m.to_sparse_coo() + eye.to(m.device)).coalesce().to_sparse_csr()
+
+
 def csr_to_dict(m: torch.Tensor) -> dict[str, torch.Tensor | tuple[int, int]]:
     """Plain tensors (for ``torch.save`` with ``weights_only``)."""
     return {

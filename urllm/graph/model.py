@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from urllm.graph.batches import SeqBatch
-from urllm.graph.build import propagate, with_padding_row
+from urllm.graph.build import propagate, with_padding_row, with_self_loops
 from urllm.graph.config import GraphConfig
 from urllm.graph.losses import alignment_loss, contrastive_loss, next_item_ce
 from urllm.nn.transformer import CausalEncoder
@@ -112,6 +112,18 @@ class DualGraphEncoder(nn.Module):
             sem = 0.5 * (sem + torch.sparse.mm(knn, sem))
         return sem
 
+    def _collaborative(self, e: torch.Tensor, graph: str | None, device: torch.device) -> torch.Tensor:
+        """``e + mean_k A^k e`` over the padded graph ``graph`` (None = ``e``); one hop (the default) is
+        one product with ``I + A`` (cached), without a separate sum and its gradient."""
+        if graph is None or self.cfg.graph_layers == 0:
+            return e
+        if self.cfg.graph_layers > 1:
+            return e + propagate(self._graph(graph, device, padded=True), e, self.cfg.graph_layers)
+        key = graph + "+pad+eye"
+        if key not in self.graphs or self.graphs[key].device != device:
+            self.graphs[key] = with_self_loops(self._graph(graph, device, padded=True))
+        return torch.sparse.mm(self.graphs[key], e)
+
     def item_tables(self, fold: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Token tables (n_items + 1, hidden) for the mixed and the domain encoders (row 0 = padding,
         zero) and the (n_items, semantic_dim) semantic embeddings. ``fold``: propagate over the graphs
@@ -123,12 +135,8 @@ class DualGraphEncoder(nn.Module):
         cfg, dev = self.cfg, self.ids.weight.device
         sfx = "" if fold is None else f"_{fold}"
         e = self.ids.weight  # (N + 1, Hc)
-        cross = e + propagate(
-            self._graph("cross" + sfx, dev, padded=True) if cfg.cross_graph else None, e, cfg.graph_layers
-        )
-        intra = e + propagate(
-            self._graph("intra" + sfx, dev, padded=True) if cfg.intra_graph else None, e, cfg.graph_layers
-        )
+        cross = self._collaborative(e, "cross" + sfx if cfg.cross_graph else None, dev)
+        intra = self._collaborative(e, "intra" + sfx if cfg.intra_graph else None, dev)
         sem = self.semantic()
         if sem is None:
             return cross, intra, None
