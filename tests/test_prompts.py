@@ -127,8 +127,10 @@ def test_budget_drops_whole_items_in_order(tokenizer):
         kept_hist = built.items[built.n_neighbour_items :]
         hist = list(record.history)[-cfg.max_history_items :]
         assert kept_hist == hist[len(hist) - len(kept_hist) :]  # the user's oldest items go first
-        if built.history_cut:
-            assert built.n_neighbour_items == 0  # neighbours' items go before the user's own
+        if len(kept_hist) < cfg.min_history_items:
+            assert built.n_neighbour_items == 0  # neighbours' items go before the user's recent items
+        if built.n_neighbour_items:
+            assert len(kept_hist) >= cfg.min_history_items  # ... but after the user's older ones
         if previous_dropped is not None:
             assert built.n_dropped >= previous_dropped  # a smaller budget never keeps more
         previous_dropped = built.n_dropped
@@ -151,6 +153,24 @@ def test_budget_is_minimal_and_drops_other_domain_neighbour_items_first():
     assert one.n_dropped == 1 and one.items == [0, 1, 5, 1, 4, 3]
     two = PromptBuilder(PromptConfig(max_tokens=full.n_tokens - 4), cat, tok).build(record, neighbours)
     assert two.n_dropped == 2 and two.items == [0, 1, 5, 1, 3]
+
+
+def test_budget_cuts_the_older_history_before_neighbour_items():
+    cat = tiny_catalogue()
+    tok = WhitespaceTokenizer()
+    record = Record("q", (3, 5, 4), 2, 0)  # office: stapler, clips, ... (oldest first)
+    neighbours = [("n1", (0, 1))]
+    cfg = {"n_neighbours": 1, "min_history_items": 1, "skip_known_items": False}
+    full = PromptBuilder(PromptConfig(max_tokens=1000, **cfg), cat, tok).build(record, neighbours)
+    assert full.items == [0, 1, 3, 5, 4]
+    one = PromptBuilder(PromptConfig(max_tokens=full.n_tokens - 1, **cfg), cat, tok).build(record, neighbours)
+    assert one.items == [0, 1, 5, 4]  # the user's oldest item goes first
+    two = PromptBuilder(PromptConfig(max_tokens=one.n_tokens - 1, **cfg), cat, tok).build(record, neighbours)
+    assert two.items == [0, 1, 4]  # down to min_history_items = 1, neighbours' items all kept
+    three = PromptBuilder(PromptConfig(max_tokens=two.n_tokens - 1, **cfg), cat, tok).build(
+        record, neighbours
+    )
+    assert three.items == [1, 4]  # then the neighbours' items (the oldest first)
 
 
 def test_prompt_config_rejects_bad_templates():

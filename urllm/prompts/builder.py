@@ -7,9 +7,11 @@ target domain. The chat template of the tokenizer wraps it (ending with the assi
 or ``plain_template`` when the tokenizer has none.
 
 Budget: the *rendered* prompt is counted in tokens of the model's tokenizer. While it is over
-``max_tokens`` whole items are dropped (never part of a title) in a fixed order: neighbours' items
-before the user's own; among neighbours' items other-domain before target-domain, then the oldest,
-then the least similar neighbour's; finally the user's own history, oldest first. The number of
+``max_tokens`` whole items are dropped (never part of a title) in a fixed order: first the user's own
+history beyond its ``min_history_items`` most recent items, oldest first; then neighbours' items
+(other-domain before target-domain, then the oldest, then the least similar neighbour's); finally the
+rest of the user's history, oldest first. So a small budget keeps both the user's recent items and
+the retrieved ones, instead of spending it all on a long history. The number of
 dropped items is found by bisection with an exact count at each step; the result is always counted
 exactly, so every prompt is within budget.
 """
@@ -238,9 +240,13 @@ class PromptBuilder:
         if c.max_history_items:
             hist_ids = hist_ids[-c.max_history_items :]
         history = [_Item(i, -1) for i in hist_ids]
-        drop_order = [
-            x for _, x in sorted(drop_keys, key=lambda kv: kv[0])
-        ] + history  # history: oldest first
+        keep_recent = min(c.min_history_items, len(history))
+        old_history, recent_history = (
+            history[: len(history) - keep_recent],
+            history[len(history) - keep_recent :],
+        )
+        neighbour_order = [x for _, x in sorted(drop_keys, key=lambda kv: kv[0])]
+        drop_order = old_history + neighbour_order + recent_history  # each history part oldest first
 
         def render(m: int) -> str:
             gone = {id(x) for x in drop_order[:m]}

@@ -30,6 +30,11 @@ class PromptConfig:
         True, "leave out neighbours' items that are already in the user's own history"
     )
     max_history_items: int = opt(30, "the user's most recent history items kept (before budgeting; 0 = all)")
+    min_history_items: int = opt(
+        10,
+        "the budget cuts the user's history down to this many most recent items before it drops any "
+        "neighbour item (then neighbours' items, then the rest of the history)",
+    )
     n_candidates: int = opt(
         50, "top-N items of candidates_system stored per record for re-ranking (0 = none)"
     )
@@ -79,6 +84,7 @@ class PromptConfig:
             "max_items_per_neighbour",
             "max_other_items_per_neighbour",
             "max_history_items",
+            "min_history_items",
             "n_candidates",
         ):
             if getattr(self, name) < 0:
