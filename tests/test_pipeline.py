@@ -107,10 +107,20 @@ def test_report_renders_tables_and_plots(tiny_config):
     (cfg.run_path / "graph" / "train_log.jsonl").write_text(
         "\n".join(json.dumps({"epoch": e, "loss": 1.0 / (e + 1), "valid_MRR": 0.1 * e}) for e in range(3))
     )
+    # LLM systems as `urllm evaluate` reports them: free generation has raw rates, re-ranking has None
+    path = cfg.run_path / "evaluate" / "valid" / "results.json"
+    results = json.loads(path.read_text())
+    for name, raw in (("urllm-free", 0.25), ("urllm-rerank", None)):
+        res = json.loads(json.dumps(results["systems"]["transition"]))
+        for m in res["per_domain"].values():
+            m.update(ood_rate=0.0, raw_ood_rate=raw, raw_valid_title_rate=raw, raw_in_history_rate=raw)
+        results["systems"][name] = res
+    path.write_text(json.dumps(results))
     report = write_report(cfg.run_path, "valid")
     text = report.read_text()
     assert "| transition |" in text and "## Cold start" in text and "## Training curves" in text
-    for png in ("metrics.png", "cold_start.png", "curves.png"):
+    assert "| urllm-free | " in text and "| urllm-rerank | " not in text.split("## Out-of-domain")[1]
+    for png in ("metrics.png", "cold_start.png", "curves.png", "ood.png"):
         assert (report.parent / png).stat().st_size > 1000
 
 

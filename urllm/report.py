@@ -15,7 +15,12 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 MAIN_METRICS = ("MRR", "NDCG@5", "NDCG@10", "HR@1", "HR@5", "HR@10")
-OOD_KEYS = ("raw_ood_rate", "raw_valid_title_rate", "ood_rate")
+OOD_KEYS = ("raw_ood_rate", "raw_valid_title_rate", "raw_in_history_rate", "ood_rate")
+
+
+def _generates(m: dict) -> bool:
+    """Per-domain metrics of an LLM system that generates text (re-ranking has no raw rates)."""
+    return m.get("raw_ood_rate") is not None
 
 
 def _plt():
@@ -82,10 +87,7 @@ def plot_cold_start(systems: dict[str, dict], out: Path, metric: str = "MRR") ->
 
 def plot_ood(systems: dict[str, dict], out: Path) -> bool:
     rows = [
-        (name, d, m)
-        for name, res in systems.items()
-        for d, m in res["per_domain"].items()
-        if "raw_ood_rate" in m
+        (name, d, m) for name, res in systems.items() for d, m in res["per_domain"].items() if _generates(m)
     ]
     if not rows:
         return False
@@ -205,16 +207,13 @@ def write_report(run_dir: Path, split: str = "valid") -> Path:
             "![ood](ood.png)",
             "",
             "| system | domain | " + " | ".join(OOD_KEYS) + " |",
-            "|---|---|---|---|---|",
+            "|---" * (2 + len(OOD_KEYS)) + "|",
         ]
         for name, res in systems.items():
             for d, m in res["per_domain"].items():
-                if "raw_ood_rate" in m:
-                    lines.append(
-                        f"| {name} | {d} | "
-                        + " | ".join(f"{m.get(k, float('nan')):.3f}" for k in OOD_KEYS)
-                        + " |"
-                    )
+                if _generates(m):
+                    cells = (f"{m[k]:.3f}" if m.get(k) is not None else "–" for k in OOD_KEYS)
+                    lines.append(f"| {name} | {d} | " + " | ".join(cells) + " |")
         lines.append("")
     logs = {p.parent.name: read_log(p) for p in sorted(run_dir.glob("*/train_log.jsonl"))}
     if plot_curves(logs, out / "curves.png"):
