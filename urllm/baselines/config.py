@@ -15,16 +15,16 @@ class SASRecConfig:
     hidden: int = opt(128, "embedding and hidden size")
     layers: int = opt(2, "transformer blocks")
     heads: int = opt(1, "attention heads")
-    dropout: float = opt(0.5, "dropout rate (0.5: best of 0.2 / 0.5 on Art-Office valid, docs/baselines.md)")
+    dropout: float = opt(0.2, "dropout rate")
     max_len: int = opt(50, "most recent items kept from each sequence")
     loss: Literal["domain", "catalogue", "each_domain"] = opt(
-        "each_domain",
+        "domain",
         "softmax cross-entropy of every position's next item over the items of that item's domain (domain) "
         "or over all items (catalogue); each_domain: every position predicts the next item of EACH domain "
         "(the task at inference), a softmax over that domain's items",
     )
     tie_weights: bool = opt(
-        True, "score items with the input item embeddings (original SASRec) instead of own ones"
+        False, "score items with the input item embeddings (original SASRec) instead of own ones"
     )
     item_bias: bool = opt(True, "add a learned per-item bias to the output scores")
     lr: float = opt(1e-3, "AdamW learning rate")
