@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     model, tok, adapter = load_llm(cfg, device)
     g = cfg.grounding
     parquet = prompts_file(prompts_dir(cfg, Variant("rerank")), args.split, cfg.infer.prompt_source)
-    backbone = None if parquet is not None else fitted_backbone(cfg, data).score
+    backbone = fitted_backbone(cfg, data).score  # ranks the candidates the parquet lacks (or all of them)
     jobs = build_jobs(records, cat, parquet, tok, cfg.prompts, cfg.llm.use_chat_template, g.top_n, backbone)
     prompt_ids = [tok(j.prompt, add_special_tokens=False)["input_ids"] for j in jobs]
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
