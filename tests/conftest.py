@@ -37,4 +37,6 @@ def spawn_launcher(function, args=(), num_processes: int = 2) -> None:
             gloo_socket_ifname="lo",
         ),
     ):
-        start_processes(PrepareForLaunch(function, debug=True), args=args, nprocs=num_processes, start_method="spawn")
+        start_processes(
+            PrepareForLaunch(function, debug=True), args=args, nprocs=num_processes, start_method="spawn"
+        )

@@ -18,7 +18,11 @@ logger = logging.getLogger(__name__)
 
 
 def cache_root(cfg: LLMConfig) -> Path:
-    return Path(cfg.cache_dir) if cfg.cache_dir else Path(os.environ.get("URLLM_CACHE", "~/.cache/urllm")).expanduser()
+    return (
+        Path(cfg.cache_dir)
+        if cfg.cache_dir
+        else Path(os.environ.get("URLLM_CACHE", "~/.cache/urllm")).expanduser()
+    )
 
 
 def _gguf_dir(cfg: LLMConfig) -> Path:
