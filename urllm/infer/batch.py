@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None, data_loader: Callable | None = None) -> 
     for v in runs.values():
         path = run_inference(cfg, data, args.split, v, state=state)
         if state.is_main_process:
-            print(path)
+            logger.info("wrote %s", path)
     return 0
 
 

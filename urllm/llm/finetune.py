@@ -323,14 +323,10 @@ def main(argv: list[str] | None = None) -> int:
     from urllm.configuration import ConfigError
 
     try:
-        summary = finetune(load_config(args.config, args.overrides))
+        finetune(load_config(args.config, args.overrides))  # logs its summary with the adapter path
     except (ConfigError, DataError) as exc:
         logger.error("%s", exc)
         return 2
-    from accelerate import PartialState
-
-    if PartialState().is_main_process:
-        print(json.dumps(summary, indent=2))
     return 0
 
 

@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch_threads": torch.get_num_threads(),
         "samples": [{"target": c, "generation": g} for c, g in zip(completions, gens, strict=True)],
     }
-    print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))
+    logger.info("%s", json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
