@@ -30,8 +30,10 @@ class Recommender(Protocol):
 SYSTEMS: dict[str, str] = {
     "popularity": "urllm.baselines.popularity:Popularity",
     "transition": "urllm.baselines.transition:Transition",
+    "transition-prior": "urllm.baselines.transition_prior:TransitionPrior",
     "sasrec": "urllm.baselines.sasrec:SASRecSystem",
     "graph": "urllm.graph.system:GraphSystem",
+    "graph-encoder": "urllm.graph.system:GraphEncoderSystem",
     "urllm": "urllm.infer.system:URLLM",
     "urllm-constrained": "urllm.infer.system:URLLM_CONSTRAINED",
     "urllm-free": "urllm.infer.system:URLLM_FREE",

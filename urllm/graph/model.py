@@ -376,3 +376,14 @@ class DualGraphEncoder(nn.Module):
         # the heads are linear without bias: scaling the state scales exactly the encoder's share
         w = self.cfg.neural_weight * self.neural_weights[d]
         return self.logits(w * (h_mix[:, -1] + h_dom[d][:, -1]), d, tok_dom, last, loo_targets)
+
+    @torch.no_grad()
+    def score_encoder(
+        self, batch: SeqBatch, d: int, tables: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """(B, n_items of domain d) the encoder's scores alone: ``head_d(state) · token_i``, without the
+        transition prior, the item bias and the calibrated weight (system ``graph-encoder``)."""
+        tok_mix, tok_dom = tables if tables is not None else self.item_tables()[:2]
+        h_mix, h_dom = self.encode(batch, (tok_mix, tok_dom))
+        lo, hi = self.ranges[d]
+        return self.query(h_mix[:, -1] + h_dom[d][:, -1], d) @ tok_dom[lo + 1 : hi + 1].T

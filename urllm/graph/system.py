@@ -5,6 +5,9 @@
 ``user_embeddings`` returns each record's domain view (final mixed state + that domain's encoder state),
 computed from the record's history only. ``GraphSystem.load(run_dir)`` re-creates a fitted system from
 ``model.pt`` + ``graphs.pt`` without the data.
+
+``GraphEncoderSystem`` (system ``graph-encoder``) is the same trained model scored by its encoder alone
+(no transition prior, no item bias): the row that shows what the encoder itself has learned.
 """
 
 from __future__ import annotations
@@ -161,3 +164,23 @@ class GraphSystem:
             )
             out.append(model.user_states(b.to(self.device), domain, tables).float().cpu().numpy())
         return np.concatenate(out).astype(np.float32)
+
+
+class GraphEncoderSystem(GraphSystem):
+    """The trained graph model ranked by ``head_d(state) · token_i`` alone (system ``graph-encoder``).
+
+    It shares the ``graph`` system's trained model: fitted in a folder named ``graph-encoder`` (as
+    ``urllm evaluate`` does, ``<run_dir>/systems/graph-encoder``), it trains or reuses the sibling
+    ``graph`` folder, so ``--system graph,graph-encoder`` trains once."""
+
+    def fit(self, data: TwoDomainData, run_dir: Path) -> None:
+        run_dir = Path(run_dir)
+        if run_dir.name == "graph-encoder":
+            run_dir = run_dir.with_name("graph")
+        super().fit(data, run_dir)
+
+    def score(self, records: Sequence[Record], domain: int) -> np.ndarray:
+        model = self._require()
+        return scores_in_batches(
+            model, records, domain, self.item_domain, self.cfg.eval_batch_size, self.device, encoder_only=True
+        )

@@ -93,15 +93,20 @@ def scores_in_batches(
     batch_size: int,
     device: torch.device,
     fold: int | None = None,
+    encoder_only: bool = False,
 ) -> np.ndarray:
     """(len(records), n_items of domain d) float32 scores. ``fold``: the records are training users
-    of that fold: tokens from the graphs without the fold, the target transition left out of the prior."""
+    of that fold: tokens from the graphs without the fold, the target transition left out of the prior.
+    ``encoder_only``: the encoder's scores alone (no prior, no item bias, no calibrated weight)."""
     model.eval()
     tables = model.item_tables(fold)[:2]  # once per pass, not per batch
     out = []
     for start in range(0, len(records), batch_size):
         chunk = records[start : start + batch_size]
         b = record_batch(chunk, item_domain, model.cfg.max_len).to(device)
+        if encoder_only:
+            out.append(model.score_encoder(b, d, tables).float().cpu().numpy())
+            continue
         loo = torch.tensor([r.target for r in chunk], device=device) if fold is not None else None
         out.append(model.score_last(b, d, tables, loo).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.ranges[d][1] - model.ranges[d][0]), np.float32)

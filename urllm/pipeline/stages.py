@@ -135,7 +135,7 @@ def run_infer(ctx: StageContext) -> dict:
 
 def system_dir(ctx: StageContext, name: str) -> Path:
     """Where a system keeps its trained state: the pipeline stage that trained it, if any."""
-    trained_by = {"graph": "graph"}
+    trained_by = {"graph": "graph", "graph-encoder": "graph"}
     return ctx.stage_dir(trained_by.get(name, f"systems/{name}"))
 
 
