@@ -57,42 +57,81 @@ def cmd_data_fetch_movielens(args) -> int:
 def cmd_evaluate(args) -> int:
     from urllm.config import save_config
     from urllm.data.load import load_data_from_config
-    from urllm.eval.evaluate import evaluate, format_summary, format_table
+    from urllm.eval.evaluate import add_paired, evaluate_records, format_summary, format_table
+    from urllm.eval.per_record import write_per_record
     from urllm.infer.jobs import select_records
     from urllm.recommender import make_system
 
     cfg = _load(args)
-    names = [n for n in args.system.split(",") if n]
+    names = [n.strip() for n in args.system.split(",") if n.strip()]
+    if args.baseline:  # scored first, on the same records, so every later system is paired with it
+        names = [args.baseline] + [n for n in names if n != args.baseline]
     systems = {n: make_system(n, cfg) for n in names}  # an unknown name fails before any data is read
+    for path in (args.out, args.per_record):
+        _check_writable(path)
     data = load_data_from_config(cfg.data)
     records = data.records(args.split)  # fail early on a missing split
-    if any(n.startswith("urllm") for n in names) and cfg.infer.limit:
+    scored = records
+    if any(_is_llm(n) for n in names) and cfg.infer.limit:
         # LLM inference runs on the first infer.limit records per target domain; every system is scored
-        # on exactly those records, so the rows compare
-        data.splits[args.split] = select_records(records, cfg.infer.limit)
+        # on exactly those records, so the rows compare. Systems are fitted on the full data first.
+        scored = select_records(records, cfg.infer.limit)
         logger.info(
             "scoring the first %d records per target domain of %s (infer.limit): %d of %d",
-            cfg.infer.limit,
-            args.split,
-            len(data.splits[args.split]),
-            len(records),
-        )
-    subset = len(data.splits[args.split]) < len(records)
-    results = {}
+            cfg.infer.limit, args.split, len(scored), len(records),
+        )  # fmt: skip
+    subset = len(scored) < len(records)
+    results, per_record = {}, {}
     for name, system in systems.items():
         run_dir = cfg.run_path / "systems" / name
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
-        system.fit(data, run_dir)
-        results[name] = evaluate(system, data, args.split, cfg.eval, name)
+        system.fit(data, run_dir)  # on every record of every split: never on the scored subset alone
+        data.splits[args.split] = scored
+        try:
+            results[name], per_record[name] = evaluate_records(system, data, args.split, cfg.eval, name)
+        finally:
+            data.splits[args.split] = records
         if subset:
             results[name]["subset"] = f"first {cfg.infer.limit} records per target domain of {args.split}"
+        if args.baseline and name != args.baseline:
+            add_paired(results, {k: per_record[k] for k in (args.baseline, name)}, args.baseline, cfg.eval)
         print(format_table(results[name]))
         if args.out:  # after every system: a long multi-system run keeps what it has finished
             _write_json(results[names[0]] if len(names) == 1 else {"systems": results}, args.out)
+        if args.per_record:
+            n = write_per_record(args.per_record, per_record)
+            logger.info("wrote %d per-record lines to %s", n, args.per_record)
     if len(results) > 1:
         print(format_summary(results))
     return 0
+
+
+def _is_llm(name: str) -> bool:
+    try:
+        from urllm.recommender import is_llm_system
+    except ImportError:  # before the system registry
+        return name.startswith("urllm")
+    return is_llm_system(name)
+
+
+def _check_writable(path: str | None) -> None:
+    """Fail before any work when an output file cannot be written (a directory, or no permission)."""
+    if not path:
+        return
+    import os
+
+    from urllm.configuration import ConfigError
+
+    out = Path(path)
+    if out.is_dir():
+        raise ConfigError(f"{out}: is a directory; give a file name for the output")
+    parent = out.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise ConfigError(f"{out}: cannot write here ({parent} is not a writable directory)")
+    out.parent.mkdir(parents=True, exist_ok=True)
 
 
 def cmd_pipeline(args) -> int:
@@ -201,6 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--split", default="valid", choices=["train", "valid", "test"])
     ev.add_argument("--out", help="write the metrics JSON here")
+    ev.add_argument(
+        "--baseline",
+        help="a system to compare every other one against: adds a 'paired' section (mean difference "
+        "of MRR and NDCG@10 with a paired bootstrap 95%% interval, per domain and overall)",
+    )
+    ev.add_argument(
+        "--per-record", help="write one JSON line per scored record and system here (rank and metrics)"
+    )
     ev.set_defaults(func=cmd_evaluate)
 
     pipe = sub.add_parser(
