@@ -122,3 +122,56 @@ def test_movielens_config_uses_a_writable_repo_local_root():
     cfg = load_config(REPO / "configs" / "movielens.yaml")
     assert Path(cfg.data.root) == REPO / ".cache" / "data"
     assert cfg.data.format == "recbole" and set(cfg.data.recbole.domain_values) == set(cfg.data.domains)
+
+
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("pipeline.systems=[graph,urllm-fre]", r"pipeline.systems\[1\]: unknown system 'urllm-fre'"),
+        ("grounding.backbone=grahp", "grounding.backbone: unknown system 'grahp'"),
+        ("grounding.backbone=urllm", "grounding.backbone: 'urllm' is a llm system, not a non-LLM system"),
+        ("retrieval.encoder=svdd", "retrieval.encoder: unknown system 'svdd'"),
+        ("retrieval.encoder=popularity", "retrieval.encoder: 'popularity' is a baseline system"),
+        ("prompts.candidates_system=nope", "prompts.candidates_system: unknown system 'nope'"),
+        ("llm.dtype=bf16", r"llm.dtype: expected one of \['auto', 'float32', 'bfloat16', 'float16'\]"),
+        ("grounding.mode=beam", "grounding.mode: expected one of"),
+        ("grounding.refiner.steps=[exact,fuzzy]", r"grounding.refiner.steps\[1\]: expected one of"),
+        ("infer.prompt_source=csv", "infer.prompt_source: expected one of"),
+        ("pipeline.split=train", "pipeline.split: expected one of"),
+        ("llm.model=/nonexistent/model", "llm.model: /nonexistent/model does not exist"),
+    ],
+)
+def test_names_and_closed_sets_fail_at_load_naming_the_key(override, words):
+    with pytest.raises(ConfigError, match=words) as exc:
+        load_config(REPO / "configs" / "art_office.yaml", [override])
+    assert str(exc.value).startswith("command line")  # blamed on the override, not the YAML file
+
+
+def test_a_typo_in_the_file_is_blamed_on_the_file(tmp_path):
+    cfg_file = write(tmp_path / "c.yaml", "graph:\n  epochz: 3\n")
+    with pytest.raises(ConfigError, match=f"{cfg_file}: unknown config key graph.epochz"):
+        load_config(cfg_file, ["seed=1"])
+    with pytest.raises(ConfigError, match="^command line.*unknown config key graph.epochz"):
+        load_config(REPO / "configs" / "art_office.yaml", ["graph.epochz=3"])
+
+
+def test_llm_model_that_is_a_file_or_a_missing_gguf(tmp_path):
+    (tmp_path / "model.bin").write_text("x")
+    with pytest.raises(ConfigError, match="is not a folder"):
+        load_config(None, [f"llm.model={tmp_path / 'model.bin'}"])
+    empty_cache = f"llm.cache_dir={tmp_path / 'cache'}"
+    with pytest.raises(ConfigError, match="llm.gguf_package: 'no_such_pkg' is not installed"):
+        load_config(None, [empty_cache, "llm.gguf_package=no_such_pkg"])
+    with pytest.raises(ConfigError, match="llm.gguf_file: nope.gguf not found"):
+        load_config(None, [empty_cache, "llm.gguf_file=nope.gguf", "llm.gguf_package=urllm"])
+
+
+def test_system_registry_kinds():
+    from urllm.recommender import KINDS, REGISTRY, is_llm_system, llm_systems, make_system
+
+    assert {s.kind for s in REGISTRY.values()} <= set(KINDS)
+    assert is_llm_system("urllm-no-retrieval") and not is_llm_system("graph") and not is_llm_system("nope")
+    assert llm_systems(["popularity", "urllm", "graph", "urllm-rerank"]) == ["urllm", "urllm-rerank"]
+    assert REGISTRY["svd"].embeds_users and REGISTRY["graph"].kind == "graph"
+    with pytest.raises(ConfigError, match="unknown system 'nope'"):
+        make_system("nope", load_config(None))

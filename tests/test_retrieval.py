@@ -224,8 +224,11 @@ def test_encoder_lookup_errors_are_clear(synthetic, tmp_path):
         fitted_system("nope", cfg, synthetic)
     with pytest.raises(ConfigError, match="no load"):
         fitted_system("svd", cfg, synthetic, from_dir=str(tmp_path))
+    with pytest.raises(ConfigError, match="retrieval.encoder: 'popularity' is a baseline system, not a user"):
+        load_config(None, [f"run_dir={tmp_path}", "retrieval.encoder=popularity"])  # caught at load
+    unchecked = load_config(None, [f"run_dir={tmp_path}", "retrieval.encoder=popularity"], check=False)
     with pytest.raises(ConfigError, match="no user_embeddings"):
-        fitted_embedder(load_config(None, [f"run_dir={tmp_path}", "retrieval.encoder=popularity"]), synthetic)
+        fitted_embedder(unchecked, synthetic)
 
 
 def test_hit_rate_command_writes_the_documented_json(tmp_path, synthetic):

@@ -4,6 +4,17 @@ Precedence is dataclass defaults < YAML file < command-line overrides. Unknown k
 wrong type raise :class:`ConfigError` naming the dotted key (and the file). Fields whose metadata has
 ``path=True`` are resolved relative to the directory of the config file that set them.
 
+Two more marks decide what a change of a field invalidates (declared once, in the dataclass):
+
+- ``runtime=True``: how the work runs, not what it produces (threads, progress bars, logging and
+  checkpoint cadence, batch sizes of pure inference, the device, cache locations). Dropped from every
+  fingerprint and checkpoint signature (:func:`fingerprint_dict`, :func:`signature_dict`), so changing
+  one never re-runs or deletes anything.
+- ``extends=True``: a stopping rule (``epochs``, ``patience``) of a trainer that continues from its
+  checkpoint. Part of the pipeline fingerprint (downstream results change) but not of checkpoint
+  signatures, and a stage whose fingerprint changed only in such fields keeps its folder: the trainer
+  extends the run instead of starting anew.
+
 Each stage owns its config dataclass (``urllm/<stage>/config.py``); :mod:`urllm.config` composes them.
 """
 
@@ -24,9 +35,20 @@ class ConfigError(ValueError):
     """A configuration value is missing, unknown or of the wrong type."""
 
 
-def opt(default: Any = dataclasses.MISSING, help: str = "", *, path: bool = False, factory: Any = None):
-    """A dataclass field with a help text; ``path=True`` marks a file-system path to resolve."""
-    meta = {"help": help, "path": path}
+def opt(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    path: bool = False,
+    factory: Any = None,
+    runtime: bool = False,
+    extends: bool = False,
+):
+    """A dataclass field with a help text; ``path=True`` marks a file-system path to resolve,
+    ``runtime``/``extends`` what a change invalidates (see the module docstring)."""
+    if runtime and extends:
+        raise ValueError("a field is either runtime or extends, not both")
+    meta = {"help": help, "path": path, "runtime": runtime, "extends": extends}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -201,6 +223,43 @@ def to_dict(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: to_dict(v) for k, v in obj.items()}
     return obj
+
+
+def _without(obj: Any, marks: tuple[str, ...]) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {
+            f.name: _without(getattr(obj, f.name), marks)
+            for f in dataclasses.fields(obj)
+            if not any(f.metadata.get(m) for m in marks)
+        }
+    if isinstance(obj, (list, tuple)):
+        return [_without(v, marks) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _without(v, marks) for k, v in obj.items()}
+    return obj
+
+
+def fingerprint_dict(obj: Any) -> Any:
+    """:func:`to_dict` without the ``runtime`` fields: what a stage's results depend on."""
+    return _without(obj, ("runtime",))
+
+
+def signature_dict(obj: Any) -> Any:
+    """:func:`to_dict` without ``runtime`` and ``extends`` fields: what a checkpoint must match to be
+    resumed or extended."""
+    return _without(obj, ("runtime", "extends"))
+
+
+def marked_keys(cls: type, mark: str, prefix: str = "") -> list[str]:
+    """Dotted keys of the fields of ``cls`` (nested sections included) carrying ``mark``."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if f.metadata.get(mark):
+            out.append(prefix + f.name)
+        elif dataclasses.is_dataclass(hints[f.name]):
+            out += marked_keys(hints[f.name], mark, prefix + f.name + ".")
+    return out
 
 
 def dump_yaml(obj: Any, path: str | Path) -> None:

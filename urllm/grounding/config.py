@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from urllm.configuration import opt
 
@@ -16,7 +17,9 @@ REFINER_STEPS = ("exact", "bm25", "knn")
 class RefinerConfig:
     """Free text -> catalogue items: normalised exact match, then BM25, then title-embedding kNN."""
 
-    steps: list[str] = opt(factory=lambda: list(REFINER_STEPS), help="matching steps tried in order")
+    steps: list[Literal["exact", "bm25", "knn"]] = opt(
+        factory=lambda: list(REFINER_STEPS), help="matching steps tried in order"
+    )
     bm25_k1: float = opt(1.2, "BM25 term-frequency saturation")
     bm25_b: float = opt(0.75, "BM25 length normalisation")
     bm25_min_ratio: float = opt(
@@ -46,10 +49,14 @@ class RefinerConfig:
 class GroundingConfig:
     """Which grounding mode the ``urllm`` system uses and how its output is fused with the graph scores."""
 
-    mode: str = opt("rerank", "constrained (trie beam search) | free (generate + refiner) | rerank (top-N)")
+    mode: Literal["constrained", "free", "rerank"] = opt(
+        "rerank", "constrained (trie beam search) | free (generate + refiner) | rerank (top-N)"
+    )
     num_beams: int = opt(10, "K: beams of constrained search / returned sequences of free generation")
     top_n: int = opt(20, "rerank: the backbone's top-N candidates scored by the LLM")
-    fusion: str = opt("llm_first", "llm_first (LLM picks ranked first, rest by backbone) | weighted")
+    fusion: Literal["llm_first", "weighted"] = opt(
+        "llm_first", "llm_first (LLM picks ranked first, rest by backbone) | weighted"
+    )
     fusion_weight: float = opt(0.5, "weighted fusion: w * LLM log-prob + (1 - w) * backbone log-prob")
     backbone: str = opt("graph", "system whose scores fill the ranking and resolve shared titles")
     backbone_dir: str = opt(
@@ -57,7 +64,9 @@ class GroundingConfig:
     )
     length_penalty: float = opt(0.0, "beam search: score = sum log-prob / length ** this (0 = plain sum)")
     free_max_new_tokens: int = opt(64, "free generation: new tokens per output")
-    rerank_length_norm: str = opt("sum", "rerank score of a title: sum or mean of its token log-probs")
+    rerank_length_norm: Literal["sum", "mean"] = opt(
+        "sum", "rerank score of a title: sum or mean of its token log-probs"
+    )
     rerank_append_eos: bool = opt(True, "rerank: include log p(eos | title) (the title is complete)")
     rerank_chunk: int = opt(16, "rerank: candidate rows per forward pass (each copies the prompt's KV cache)")
     rerank_chunk_tokens: int = opt(2048, "rerank: at most rows x longest title tokens per forward pass")

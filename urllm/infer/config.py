@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from urllm.configuration import opt
 
@@ -23,7 +24,7 @@ class InferConfig:
         "prompts without similar users (urllm-no-retrieval); empty = <run_dir>/prompts-no-retrieval",
         path=True,
     )
-    prompt_source: str = opt(
+    prompt_source: Literal["auto", "parquet", "history"] = opt(
         "auto",
         "parquet (the prompts stage) | history (history-only prompts from the prompt builder) | auto (parquet if present)",
     )

