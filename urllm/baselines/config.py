@@ -33,8 +33,15 @@ class SASRecConfig:
     )
     batch_size: int = opt(128, "training sequences per step")
     eval_batch_size: int = opt(512, "sequences per forward pass when scoring or embedding")
-    epochs: int = opt(30, "maximum training epochs")
-    patience: int = opt(3, "stop after this many epochs without a better valid MRR")
+    epochs: int = opt(30, "maximum training epochs (exactly this many with selection: none)")
+    patience: int = opt(3, "stop after this many epochs without a better held-out MRR")
+    selection: Literal["heldout", "none"] = opt(
+        "heldout",
+        "heldout: keep the epoch with the best MRR on a seeded fold of held-out *training* users (not "
+        "trained on) and stop early; none: train on every training user for exactly `epochs` epochs. "
+        "The reported split (valid/test) is never read for selection",
+    )
+    heldout_fraction: float = opt(0.1, "share of training users held out for selection (selection: heldout)")
     device: str = opt("auto", "auto | cpu | cuda")
 
     def __post_init__(self) -> None:
@@ -43,6 +50,10 @@ class SASRecConfig:
                 raise ValueError(f"{name} must be >= 1")
         if self.patience < 1:
             raise ValueError("patience must be >= 1")
+        if self.selection not in ("heldout", "none"):
+            raise ValueError(f"selection must be heldout or none, got {self.selection!r}")
+        if not 0 < self.heldout_fraction < 1:
+            raise ValueError("heldout_fraction must be in (0, 1)")
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
         if not 0 <= self.dropout < 1:

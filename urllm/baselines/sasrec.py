@@ -34,6 +34,7 @@ from urllm.data.schema import Record, TwoDomainData
 from urllm.data.sequences import user_sequences
 from urllm.eval.evaluate import rank_counts
 from urllm.eval.metrics import expected_metrics
+from urllm.eval.selection import heldout_users
 from urllm.nn.transformer import CausalEncoder
 
 logger = logging.getLogger(__name__)
@@ -130,7 +131,8 @@ class SASRecSystem:
     # ------------------------------------------------------------------ training
 
     def fit(self, data: TwoDomainData, run_dir: Path) -> None:
-        """Train with early stopping on valid MRR; resume or reuse ``run_dir/sasrec.pt``."""
+        """Train, selecting the epoch on held-out training users (``selection``); resume or reuse
+        ``run_dir/sasrec.pt``. The valid and test splits are never read here."""
         cat = data.catalogue
         self.ranges = [cat.domain_range(d) for d in (0, 1)]
         self.item_domain = cat.item_domain
@@ -171,18 +173,17 @@ class SASRecSystem:
 
     def _train(self, data: TwoDomainData, state: TrainState, opt, path: Path, sig: dict) -> None:
         assert self.model is not None
-        inputs, labels = training_windows(data.records("train"), self.cfg.max_len)
+        fit_records, heldout = data.records("train"), []
+        if self.cfg.selection == "heldout":
+            fit_records, heldout = heldout_users(fit_records, self.cfg.heldout_fraction, self.seed)
+        inputs, labels = training_windows(fit_records, self.cfg.max_len)
         inputs_t, labels_t = torch.from_numpy(inputs), torch.from_numpy(labels)
         item_domain = torch.from_numpy(np.asarray(self.item_domain, dtype=np.int64))
-        valid = data.records("valid")
         n_params = sum(p.numel() for p in self.model.parameters())
         logger.info(
-            "SASRec: %d training sequences, %d valid records, %d parameters, device %s",
-            len(inputs),
-            len(valid),
-            n_params,
-            self.device,
-        )
+            "SASRec: %d training sequences, %d held-out training records for selection, %d parameters, "
+            "device %s", len(inputs), len(heldout), n_params, self.device,
+        )  # fmt: skip
         while not state.finished(self.cfg):
             epoch = state.epoch + 1
             start, cpu_start = time.perf_counter(), time.process_time()
@@ -206,8 +207,9 @@ class SASRecSystem:
                 total += loss.item()
                 n_batches += 1
                 bar.set_postfix(loss=f"{total / n_batches:.4f}")
-            mrr = self.valid_mrr(data, valid)
-            score = float(np.mean(list(mrr.values())))
+            mrr = self.heldout_mrr(data, heldout) if heldout else {}
+            # without selection the last epoch is the model (scores rise with epochs)
+            score = float(np.mean(list(mrr.values()))) if mrr else float(epoch)
             state.epoch = epoch
             if score > state.best_mrr:
                 state.best_mrr, state.best_epoch, state.bad_epochs = score, epoch, 0
@@ -228,7 +230,7 @@ class SASRecSystem:
             state.optimizer = opt.state_dict()
             save_state(path, state, sig, self.cfg)
             logger.info(
-                "epoch %d/%d  loss %.4f  valid MRR %s  (mean %.4f, best %.4f @ %d)  %.1f s (%.1f s CPU)",
+                "epoch %d/%d  loss %.4f  held-out MRR %s  (mean %.4f, best %.4f @ %d)  %.1f s (%.1f s CPU)",
                 epoch,
                 self.cfg.epochs,
                 total / max(n_batches, 1),
@@ -265,13 +267,13 @@ class SASRecSystem:
                 count += int(keep.sum())
         return total / max(count, 1)
 
-    def valid_mrr(self, data: TwoDomainData, valid: Sequence[Record]) -> dict[str, float]:
-        """Full-ranking MRR per target domain on ``valid``."""
+    def heldout_mrr(self, data: TwoDomainData, heldout: Sequence[Record]) -> dict[str, float]:
+        """Full-ranking MRR per target domain on the held-out training users' records."""
         out = {}
         for d, name in enumerate(data.catalogue.domains):
-            recs = [r for r in valid if r.domain == d]
+            recs = [r for r in heldout if r.domain == d]
             if recs:
-                g, t = rank_counts(self, recs, d, data, self.eval_cfg, desc=f"sasrec valid {name}")
+                g, t = rank_counts(self, recs, d, data, self.eval_cfg, desc=f"sasrec held-out {name}")
                 out[name] = float(expected_metrics(g, t, [1])["MRR"].mean())
         return out
 
