@@ -505,3 +505,40 @@ def test_real_movielens_from_wheel(tmp_path):
     assert min(data.catalogue.domain_size(0), data.catalogue.domain_size(1)) > 1000
     doms = np.array([r.domain for r in data.records("train")])
     assert (doms == 0).sum() == (doms == 1).sum() == 1600
+
+
+# --------------------------------------------------------------------------- training sequences
+
+
+def test_user_sequences_over_the_history_cap():
+    """Windows of one chronology merge into it: no repeated target, no invented transition, nothing lost."""
+    from urllm.data.build import target_records
+    from urllm.data.schema import Record
+    from urllm.data.sequences import item_counts, user_sequences
+
+    item_domain = np.array([0] * 10 + [1] * 10)
+    # a hand-made chronology of 12 items; the last domain-0 item (7) comes before the last domain-1 (17)
+    seq = [0, 10, 1, 11, 2, 12, 3, 13, 7, 14, 15, 17]
+    for cap in (1, 2, 3, 5, 50):  # below 3 the domain-1 window starts after item 7: no overlap
+        recs = target_records("u", seq, item_domain, max_history=cap)
+        assert [(r.target, len(r.history)) for r in recs] == [(7, min(cap, 8)), (17, min(cap, 11))]
+        got = user_sequences(recs)
+        windows = [seq[max(0, 8 - cap) : 9], seq[max(0, 11 - cap) :]]
+        if 11 - cap <= 8:  # the domain-1 window reaches back to the domain-0 target
+            assert got == [tuple(seq[max(0, 8 - cap) :])]  # the union of both windows, oldest first
+        else:
+            assert got == [tuple(w) for w in windows]  # kept apart: the items between them are unknown
+        flat = [i for s in got for i in s]
+        assert len(flat) == len(set(flat))  # no interaction twice
+        pairs = {(s[k], s[k + 1]) for s in got for k in range(len(s) - 1)}
+        assert pairs <= set(zip(seq, seq[1:], strict=False))  # every transition is a real one
+        assert item_counts(recs, 20).sum() == len(flat)
+    # the old builder's failure cases, on the records of a cap of 5: both histories have the cap's length
+    recs = target_records("u", seq, item_domain, max_history=5)
+    assert user_sequences(list(reversed(recs))) == [tuple(seq[3:])]  # record order does not matter
+    # repeated items: the window is placed where the overlap agrees, not at the first equal item
+    recs = [Record("v", (0, 10, 0), 1, 0), Record("v", (0, 10, 0, 1, 11), 12, 1)]
+    assert user_sequences(recs) == [(0, 10, 0, 1, 11, 12)]
+    # Art-Office records share one history: history, then the distinct targets (as before)
+    recs = [Record("w", (0, 10), 1, 0), Record("w", (0, 10), 11, 1), Record("x", (2,), 12, 1)]
+    assert user_sequences(recs) == [(0, 10, 1, 11), (2, 12)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from urllm.data.schema import TwoDomainData, count_in_domain
-from urllm.data.sequences import user_sequences
+from urllm.data.sequences import sequences_by_user
 
 
 def _dist(values: list[int]) -> dict[str, float]:
@@ -29,10 +29,12 @@ def data_stats(data: TwoDomainData) -> dict:
         "splits": {},
     }
     for split, recs in data.splits.items():
-        seqs = user_sequences(recs)
-        dom = [cat.item_domain[np.asarray(s)] for s in seqs]
+        by_user = sequences_by_user(recs)
+        seqs = [s for ss in by_user.values() for s in ss]
+        dom = [cat.item_domain[np.asarray([i for s in ss for i in s])] for ss in by_user.values()]
         out["splits"][split] = {
-            "users": len(seqs),
+            "users": len(by_user),
+            "sequences": len(seqs),
             "records": len(recs),
             "records_per_target_domain": {
                 name: sum(r.domain == d for r in recs) for d, name in enumerate(cat.domains)
@@ -58,7 +60,7 @@ def format_stats(stats: dict) -> str:
         lines.append(
             f"  {split}: {s['users']} users, {s['records']} records "
             f"({', '.join(f'{k} {v}' for k, v in s['records_per_target_domain'].items())} targets), "
-            f"{s['interactions']} interactions "
+            f"{s['interactions']} interactions in {s.get('sequences', s['users'])} sequences "
             f"({', '.join(f'{k} {v}' for k, v in s['interactions_per_domain'].items())}), "
             f"{s['users_in_both_domains']} users in both domains"
         )
