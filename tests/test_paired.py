@@ -170,3 +170,36 @@ def test_evaluate_cli_baseline_per_record_and_fit_before_subset(tmp_path, monkey
     assert systems == {"transition", "popularity"}
     # an output that is a directory fails before any work
     assert main([*argv[:-1], str(tmp_path)]) == 2
+
+
+def test_pipeline_evaluate_writes_per_record_files_and_pairs_with_the_baseline(tmp_path, synthetic):
+    from urllm.config import load_config
+    from urllm.data.art_office import write_art_office
+    from urllm.pipeline.runner import run_pipeline
+    from urllm.pipeline.stages import all_stages
+
+    files = write_art_office(synthetic, tmp_path / "data")
+    path = tmp_path / "tiny.yaml"
+    path.write_text(
+        f"run_dir: run\ndata:\n  name: tiny\n  root: data\n"
+        f"  item_files: [{files['items_0']}, {files['items_1']}]\n"
+        f"  train_file: {files['train']}\n  valid_file: {files['valid']}\n"
+        "pipeline:\n  systems: [transition, popularity]\n  baseline: popularity\n"
+        "eval:\n  cold_start: [1]\n  bootstrap_resamples: 200\n"
+    )
+    cfg = load_config(path)
+    run_pipeline(cfg, all_stages(cfg), ["prepare", "evaluate"], "valid")
+    out = cfg.run_path / "evaluate" / "valid"
+    res = json.loads((out / "results.json").read_text())["systems"]
+    assert list(res) == ["popularity", "transition"]
+    assert res["transition"]["paired"]["baseline"] == "popularity"
+    assert "paired" in res["transition"]["simulated_cold_start"]["1"]
+    rows = (out / "systems" / "transition.per_record.jsonl").read_text().splitlines()
+    n_valid = len(synthetic.records("valid"))
+    assert sum(json.loads(r)["protocol"] == "standard" for r in rows) == n_valid
+    # a half-written system JSON is recomputed (with a warning), not a failure of every rerun
+    (out / "systems" / "transition.json").write_text('{"system": "transi')
+    (out / "manifest.json").unlink()
+    run_pipeline(cfg, all_stages(cfg), ["prepare", "evaluate"], "valid")
+    again = json.loads((out / "results.json").read_text())["systems"]
+    assert again["transition"]["per_domain"] == res["transition"]["per_domain"]

@@ -60,7 +60,7 @@ def cmd_evaluate(args) -> int:
     from urllm.eval.evaluate import add_paired, evaluate_records, format_summary, format_table
     from urllm.eval.per_record import write_per_record
     from urllm.infer.jobs import select_records
-    from urllm.recommender import make_system
+    from urllm.recommender import is_llm_system, make_system
 
     cfg = _load(args)
     names = [n.strip() for n in args.system.split(",") if n.strip()]
@@ -72,7 +72,7 @@ def cmd_evaluate(args) -> int:
     data = load_data_from_config(cfg.data)
     records = data.records(args.split)  # fail early on a missing split
     scored = records
-    if any(_is_llm(n) for n in names) and cfg.infer.limit:
+    if any(is_llm_system(n) for n in names) and cfg.infer.limit:
         # LLM inference runs on the first infer.limit records per target domain; every system is scored
         # on exactly those records, so the rows compare. Systems are fitted on the full data first.
         scored = select_records(records, cfg.infer.limit)
@@ -105,14 +105,6 @@ def cmd_evaluate(args) -> int:
     if len(results) > 1:
         print(format_summary(results))
     return 0
-
-
-def _is_llm(name: str) -> bool:
-    try:
-        from urllm.recommender import is_llm_system
-    except ImportError:  # before the system registry
-        return name.startswith("urllm")
-    return is_llm_system(name)
 
 
 def _check_writable(path: str | None) -> None:
@@ -200,6 +192,54 @@ def cmd_prompts_build(args) -> int:
     return 0
 
 
+def _serve_config(args):
+    """The config with the recommend/serve flags applied to its serve section."""
+    import dataclasses
+
+    cfg = _load(args)
+    changes = {k: getattr(args, k) for k in ("host", "port") if getattr(args, k, None) is not None}
+    if getattr(args, "system", None):
+        systems = [*cfg.serve.systems] if args.system in cfg.serve.systems else [args.system]
+        changes.update(systems=systems, default_system=args.system)
+    return dataclasses.replace(cfg, serve=dataclasses.replace(cfg.serve, **changes)) if changes else cfg
+
+
+def cmd_recommend(args) -> int:
+    from urllm.serve.format import format_answer
+    from urllm.serve.query import RequestError, split_history
+    from urllm.serve.service import Recommendation
+
+    if (args.user is None) == (args.history is None):
+        raise SystemExit("urllm recommend: give --user USER or --history ID,ID,...")
+    cfg = _serve_config(args)
+    service = Recommendation.load(cfg, args.config, systems=[cfg.serve.system])
+    body = {"domain": args.domain, "k": args.k, "system": cfg.serve.system}
+    try:
+        if args.user is not None:
+            body["user"] = args.user
+        else:
+            body["history"] = [i for h in args.history for i in split_history(h, service.catalog)]
+        [answer] = service.recommend([service.query(body)])
+    except RequestError as exc:
+        logger.error("%s", exc)
+        return 2
+    print(json.dumps(answer, indent=2) if args.json else format_answer(answer))
+    return 0
+
+
+def cmd_serve(args) -> int:
+    try:
+        from urllm.serve.app import serve
+    except ModuleNotFoundError as exc:
+        logger.error("urllm serve needs FastAPI and uvicorn: pip install 'urllm[serve]' (%s)", exc)
+        return 2
+    from urllm.serve.service import Recommendation
+
+    cfg = _serve_config(args)
+    serve(Recommendation.load(cfg, args.config), cfg.serve.host, cfg.serve.port)
+    return 0
+
+
 def _write_json(obj, path: str) -> None:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -280,6 +320,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(pb)
     pb.add_argument("--out", help="also write the prompt statistics JSON here")
     pb.set_defaults(func=cmd_prompts_build)
+
+    rec = sub.add_parser("recommend", help="top-k items of a domain for one user, with the evidence")
+    _add_config(rec)
+    who = rec.add_mutually_exclusive_group()
+    who.add_argument("--user", help="a user of the run's data (any split)")
+    who.add_argument(
+        "--history",
+        action="append",
+        help="a new user's items, oldest first: ids or exact titles, comma-separated (repeatable)",
+    )
+    rec.add_argument("--domain", required=True, help="target domain name (e.g. thrill | heart)")
+    rec.add_argument("-k", type=int, default=10, help="number of items (default 10)")
+    rec.add_argument("--system", help="system to ask (default serve.default_system)")
+    rec.add_argument("--json", action="store_true", help="print the answer as JSON (as POST /recommend)")
+    rec.set_defaults(func=cmd_recommend)
+
+    srv = sub.add_parser("serve", help="HTTP API + web page on a run's artifacts (pip install urllm[serve])")
+    _add_config(srv)
+    srv.add_argument("--host", help="listen address (default serve.host, 127.0.0.1)")
+    srv.add_argument("--port", type=int, help="TCP port (default serve.port, 8000)")
+    srv.set_defaults(func=cmd_serve)
     return parser
 
 

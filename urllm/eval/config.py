@@ -26,7 +26,7 @@ class EvalConfig:
         "to its last N items, for each N here (e.g. [0, 1, 3]); [] = off",
     )
     bootstrap_resamples: int = opt(2000, "resamples of the paired bootstrap intervals (seeded by eval.seed)")
-    batch_size: int = opt(256, "records scored per call of a system")
+    batch_size: int = opt(256, "records scored per call of a system", runtime=True)
 
     def __post_init__(self) -> None:
         if not self.ks or any(k < 1 for k in self.ks):

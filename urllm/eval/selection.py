@@ -14,9 +14,7 @@ import numpy as np
 from urllm.data.schema import Record
 
 
-def heldout_users(
-    records: Sequence[Record], fraction: float, seed: int
-) -> tuple[list[Record], list[Record]]:
+def heldout_users(records: Sequence[Record], fraction: float, seed: int) -> tuple[list[Record], list[Record]]:
     """Split training ``records`` by user: (records to fit on, records of the held-out users)."""
     if not 0 < fraction < 1:
         raise ValueError(f"the held-out fraction must be in (0, 1), got {fraction}")

@@ -29,9 +29,16 @@ class PipelineConfig:
         help="systems scored by the evaluate stage (names of urllm.recommender.REGISTRY, checked at load)",
     )
     split: Literal["valid", "test"] = opt("valid", "split the infer and evaluate stages score (valid | test)")
+    baseline: str = opt(
+        "",
+        "system every other one is compared to (paired bootstrap intervals in the evaluate JSON); "
+        "'' = the backbone of the urllm systems (grounding.backbone) when it is scored, else none",
+    )
 
     def __post_init__(self) -> None:
         if self.split not in ("valid", "test"):
             raise ValueError(f"split must be valid or test, got {self.split!r}")
         if len(set(self.systems)) != len(self.systems):
             raise ValueError(f"systems: a system is listed twice: {self.systems}")
+        if self.baseline and self.baseline not in self.systems:
+            raise ValueError(f"baseline {self.baseline!r} is not one of systems {self.systems}")

@@ -47,30 +47,56 @@ def run_prepare(ctx: StageContext) -> dict:
 
 
 def run_evaluate(ctx: StageContext) -> dict:
-    """Score every system of ``pipeline.systems``; one JSON per system, so a killed run resumes."""
-    from urllm.eval.evaluate import evaluate, format_table
+    """Score every system of ``pipeline.systems``; one JSON and one per-record JSONL per system, so a
+    killed run resumes; every system is paired with the baseline (:func:`evaluation_baseline`)."""
+    from urllm.atomic import atomic_write_json, read_json
+    from urllm.eval.evaluate import add_paired, evaluate_records, format_table
+    from urllm.eval.per_record import read_per_record, write_per_record
     from urllm.recommender import make_system
 
     data = load_split_data(ctx)
+    records = data.records(ctx.split)
+    scored = records
     if llm_systems(ctx.cfg):
         # every system is scored on the records the LLM systems were run on (infer.limit per domain)
         from urllm.infer.jobs import select_records
 
-        data.splits[ctx.split] = select_records(data.records(ctx.split), ctx.cfg.infer.limit)
-    results = {}
-    for name in ctx.cfg.pipeline.systems:
+        scored = select_records(records, ctx.cfg.infer.limit)
+    baseline = evaluation_baseline(ctx.cfg)
+    names = ctx.cfg.pipeline.systems
+    names = ([baseline] if baseline else []) + [n for n in names if n != baseline]  # baseline first
+    results, per_record = {}, {}
+    for name in names:
         out = ctx.dir / "systems" / f"{name}.json"
-        if out.is_file():
-            results[name] = json.loads(out.read_text())
+        rows = ctx.dir / "systems" / f"{name}.per_record.jsonl"
+        results[name] = read_json(out, f"{name}'s evaluation") if rows.is_file() else None
+        if results[name] is not None:
+            per_record[name] = read_per_record(rows)
             continue
         system = make_system(name, ctx.cfg)
-        system.fit(data, system_dir(ctx, name))
-        results[name] = evaluate(system, data, ctx.split, ctx.cfg.eval, name)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results[name], indent=2) + "\n")
+        system.fit(data, system_dir(ctx, name))  # on every record: never on the scored subset alone
+        data.splits[ctx.split] = scored
+        try:
+            results[name], per_record[name] = evaluate_records(system, data, ctx.split, ctx.cfg.eval, name)
+        finally:
+            data.splits[ctx.split] = records
+        if len(scored) < len(records):
+            results[name]["subset"] = f"first {ctx.cfg.infer.limit} records per target domain of {ctx.split}"
+        if baseline and name != baseline:
+            add_paired(results, {k: per_record[k] for k in (baseline, name)}, baseline, ctx.cfg.eval)
+        write_per_record(rows, {name: per_record[name]})
+        atomic_write_json(out, results[name], indent=2)
         logger.info("\n%s", format_table(results[name]))
-    (ctx.dir / "results.json").write_text(json.dumps({"systems": results}, indent=2) + "\n")
-    return {"systems": list(results)}
+    atomic_write_json(ctx.dir / "results.json", {"systems": results}, indent=2)
+    return {"systems": list(results), "baseline": baseline}
+
+
+def evaluation_baseline(cfg: Config) -> str:
+    """``pipeline.baseline``, or the backbone of the LLM systems when it is scored, else ''."""
+    if cfg.pipeline.baseline:
+        return cfg.pipeline.baseline
+    backbone = cfg.grounding.backbone
+    return backbone if llm_systems(cfg) and backbone in cfg.pipeline.systems else ""
 
 
 def run_graph(ctx: StageContext) -> dict:
