@@ -102,3 +102,12 @@ def paired_section(
         entry.update(rank_outcomes(a["rank"][mask], b["rank"][mask]))
         out[group] = entry
     return out
+
+
+def mean_interval(
+    values: np.ndarray, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0, level: float = 0.95
+) -> dict[str, float]:
+    """Mean of one system's per-record values with its percentile bootstrap interval."""
+    values = np.asarray(values, dtype=np.float64)
+    out = paired_bootstrap(values, np.zeros_like(values), n_resamples, seed, level)
+    return {"mean": out["diff"], "lo": out["lo"], "hi": out["hi"], "n": out["n"]}
