@@ -146,3 +146,83 @@ def test_evaluate_cli_scores_several_systems(tiny_config, tmp_path):
     results = json.loads(both.read_text())["systems"]
     assert list(results) == ["popularity", "transition"]
     assert results["transition"] == json.loads(one.read_text())  # a single system keeps the plain format
+
+
+GRAPH_TINY = [
+    "graph.hidden=16", "graph.semantic_dim=4", "graph.max_len=6", "graph.batch_size=64", "graph.epochs=1",
+    "graph.graph_folds=0", "graph.calibrate=false", "graph.select=valid", "graph.negatives=0",
+    "graph.hard_negatives=0", "graph.max_attr_frac=1.0", "graph.align_items=16", "graph.progress=false",
+    "retrieval.encoder=graph", "pipeline.systems=[popularity,graph]",
+]  # fmt: skip
+RUNTIME_KNOBS = [
+    "graph.threads=1", "graph.progress=true", "graph.eval_batch_size=7", "eval.batch_size=5",
+    "retrieval.batch_size=3", "prompts.batch_size=9", "infer.batch_size=3", "infer.threads=1",
+    "finetune.log_every=3", "finetune.save_every=5", "finetune.cpu_threads=1", "sasrec.device=cpu",
+    "grounding.rerank_chunk=4", "llm.cache_dir=elsewhere",
+]  # fmt: skip
+
+
+def _tree(root):
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+
+
+def test_runtime_knobs_rerun_nothing_and_delete_nothing(tiny_config, caplog):
+    """A finished pipeline rerun with only runtime fields changed skips every stage and touches no file;
+    a changed graph.epochs re-runs the graph stage in its kept folder (training continues)."""
+    from urllm.config import Config
+    from urllm.configuration import marked_keys
+
+    assert {k.split("=")[0] for k in RUNTIME_KNOBS} <= set(marked_keys(Config, "runtime"))
+    cfg = load_config(tiny_config, GRAPH_TINY)
+    stages = ["prepare", "graph", "index", "evaluate"]
+    fps = run_pipeline(cfg, all_stages(cfg), stages, "valid")
+    before = _tree(cfg.run_path)
+    assert "graph/model.pt" in before and "index/hit_rate.json" in before
+
+    knobs = load_config(tiny_config, [*GRAPH_TINY, *RUNTIME_KNOBS])
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert run_pipeline(knobs, all_stages(knobs), stages, "valid") == fps
+    assert caplog.text.count("up to date, skipped") == len(stages) and "clearing" not in caplog.text
+    assert _tree(cfg.run_path) == before  # nothing re-made, nothing deleted
+
+    longer = load_config(tiny_config, [*GRAPH_TINY, "graph.epochs=2"])
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        new = run_pipeline(longer, all_stages(longer), ["graph"], "valid")
+    assert new["graph"] != fps["graph"]
+    assert "graph.epochs 1 -> 2" in caplog.text and "keeping" in caplog.text
+    # extended: epoch 1 is not trained again
+    assert "resuming graph training after epoch 1" in caplog.text and "graph epoch 2:" in caplog.text
+    assert "graph epoch 1:" not in caplog.text
+
+
+def test_a_changed_result_field_clears_with_a_reason(tiny_config, caplog):
+    cfg = load_config(tiny_config)
+    run_pipeline(cfg, all_stages(cfg), ["evaluate"], "valid")
+    (cfg.run_path / "evaluate" / "valid" / "stale.txt").write_text("x")
+    changed = load_config(tiny_config, ["eval.ks=[1,10]"])
+    with caplog.at_level("INFO"):
+        run_pipeline(changed, all_stages(changed), ["evaluate"], "valid")
+    assert "config changed (eval.ks [1, 5, 10] -> [1, 10]); clearing" in caplog.text
+    assert not (cfg.run_path / "evaluate" / "valid" / "stale.txt").exists()
+
+
+def test_manifest_from_before_the_runtime_marks_is_migrated(tiny_config, caplog):
+    """A manifest whose fingerprint also covered a runtime field (older code) is not re-run."""
+    from urllm.pipeline.manifest import Manifest
+
+    cfg = load_config(tiny_config)
+    fps = run_pipeline(cfg, all_stages(cfg), ["evaluate"], "valid")
+    for stage in ("prepare", "evaluate/valid"):
+        m = Manifest(cfg.run_path / stage)
+        old = m.read()
+        old["fingerprint"] = "0ld" + old["fingerprint"][3:]
+        if "eval" in old["config"]:
+            old["config"]["eval"]["batch_size"] = 99  # recorded by the old code, now runtime
+        old["upstream"] = {k: "0ld" + v[3:] for k, v in old["upstream"].items()}
+        m._write(old)
+    with caplog.at_level("INFO"):
+        assert run_pipeline(cfg, all_stages(cfg), ["evaluate"], "valid") == fps
+    assert caplog.text.count("up to date, skipped") == 2
+    assert "0ld" + fps["prepare"][3:] in Manifest(cfg.run_path / "prepare").read()["aliases"]

@@ -17,11 +17,9 @@ from typing import Any
 
 import torch
 
-from urllm.configuration import to_dict
+from urllm.configuration import signature_dict, to_dict
 
 logger = logging.getLogger(__name__)
-
-NOT_IN_SIGNATURE = ("epochs", "patience", "device", "eval_batch_size")
 
 
 @dataclass
@@ -44,7 +42,7 @@ class TrainState:
 
 def signature(cfg: Any, seed: int, data_name: str, n_items: int) -> dict[str, Any]:
     """What must match for a checkpoint to be resumed: model/training config, seed and data."""
-    sig = {k: v for k, v in to_dict(cfg).items() if k not in NOT_IN_SIGNATURE}
+    sig = signature_dict(cfg)  # runtime fields and stopping rules (extends) are not part of it
     return {**sig, "seed": seed, "data": data_name, "n_items": n_items}
 
 

@@ -32,9 +32,9 @@ class SASRecConfig:
         0.0, "AdamW (decoupled) weight decay: rarely seen items shrink toward their popularity bias"
     )
     batch_size: int = opt(128, "training sequences per step")
-    eval_batch_size: int = opt(512, "sequences per forward pass when scoring or embedding")
-    epochs: int = opt(30, "maximum training epochs (exactly this many with selection: none)")
-    patience: int = opt(3, "stop after this many epochs without a better held-out MRR")
+    eval_batch_size: int = opt(512, "sequences per forward pass when scoring or embedding", runtime=True)
+    epochs: int = opt(30, "maximum training epochs (exactly this many with selection: none)", extends=True)
+    patience: int = opt(3, "stop after this many epochs without a better held-out MRR", extends=True)
     selection: Literal["heldout", "none"] = opt(
         "heldout",
         "heldout: keep the epoch with the best MRR on a seeded fold of held-out *training* users (not "
@@ -42,7 +42,7 @@ class SASRecConfig:
         "The reported split (valid/test) is never read for selection",
     )
     heldout_fraction: float = opt(0.1, "share of training users held out for selection (selection: heldout)")
-    device: str = opt("auto", "auto | cpu | cuda")
+    device: str = opt("auto", "auto | cpu | cuda", runtime=True)
 
     def __post_init__(self) -> None:
         for name in ("hidden", "layers", "heads", "max_len", "batch_size", "eval_batch_size", "epochs"):

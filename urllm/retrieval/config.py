@@ -54,7 +54,7 @@ class RetrievalConfig:
     nprobe: int = opt(16, "IVF indexes: inverted lists visited per query")
     ef_search: int = opt(64, "HNSW indexes: size of the search beam")
     train_size: int = opt(100_000, "IVF/PQ indexes: at most this many vectors (seeded sample) to train on")
-    batch_size: int = opt(1024, "records embedded and searched per batch")
+    batch_size: int = opt(1024, "records embedded and searched per batch", runtime=True)
     hit_rate_ks: list[int] = opt(factory=lambda: [1, 5, 10], help="k of the neighbour hit-rate measurement")
     seed: int = opt(0, "seed of the IVF/PQ training sample and k-means")
     svd: SVDConfig = opt(factory=SVDConfig, help="the built-in PureSVD encoder (encoder: svd)")
