@@ -25,6 +25,9 @@ class EvalConfig:
         help="simulated cold start: also score copies of each record with its target-domain history cut "
         "to its last N items, for each N here (e.g. [0, 1, 3]); [] = off",
     )
+    cold_start_llm: bool = opt(
+        False, "LLM systems score the simulated cold-start copies too (one more LLM call per copy)"
+    )
     bootstrap_resamples: int = opt(2000, "resamples of the paired bootstrap intervals (seeded by eval.seed)")
     batch_size: int = opt(256, "records scored per call of a system", runtime=True)
 

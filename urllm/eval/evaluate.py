@@ -15,7 +15,7 @@ from urllm.eval.metrics import expected_metrics, greater_and_ties, summarize
 from urllm.eval.paired import align, paired_section
 from urllm.eval.per_record import PerRecord
 from urllm.infer.jobs import record_key
-from urllm.recommender import Recommender
+from urllm.recommender import Recommender, is_llm_system
 
 logger = logging.getLogger(__name__)
 
@@ -163,9 +163,13 @@ def evaluate_records(
         "split": split,
         "protocol": f"sampled-{cfg.sampled_negatives}" if cfg.sampled_negatives else "full",
     } | summarise(per["standard"], cat.domains, cfg.cold_start_bins)
-    if cfg.cold_start:
+    cuts = cfg.cold_start
+    if cuts and is_llm_system(system_name) and not cfg.cold_start_llm:
+        cuts = []  # said in the JSON, never silently: every copy is one more LLM call
+        result["simulated_cold_start_skipped"] = "LLM system: set eval.cold_start_llm=true to score the copies"
+    if cuts:
         result["simulated_cold_start"] = {}
-    for n in cfg.cold_start:
+    for n in cuts:
         copies, keys = cold_start_copies(records, cat, n)
         per[f"cold-{n}"] = per_record_scores(
             system, copies, data, cfg, system_name, keys, f"{system_name} cold-{n}"
@@ -203,6 +207,8 @@ def add_paired(
         if name == baseline:
             continue
         for protocol, per in protocols.items():
+            if protocol not in per_record[baseline]:
+                continue  # the baseline did not score this protocol (an LLM baseline without cold start)
             base = per_record[baseline][protocol]
             _, ib = align(per.keys, base.keys, f"{name} vs {baseline}")
             a, b = per.metrics(), {k: v[ib] for k, v in base.metrics().items()}
