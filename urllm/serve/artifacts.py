@@ -1,0 +1,175 @@
+"""A pipeline run's artifacts, loaded for serving: checked fresh first, never retrained.
+
+:func:`check_stages` recomputes the fingerprint of each stage a system needs, exactly as
+:func:`urllm.pipeline.runner.run_pipeline` does (config sections + input-file hashes + upstream
+fingerprints), and compares it with the stage's ``manifest.json``. A missing, unfinished or stale stage
+is a :class:`~urllm.configuration.ConfigError` whose one line names the stage and the command to run.
+:func:`load_system` then builds each system from what the run holds: ``GraphSystem.load`` for the
+graph, the finished SASRec checkpoint, the LLM systems on the fitted backbone; the count baselines
+(popularity, transition) are recounted from the prepared training split (no training, well under a
+second on MovieLens).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from urllm.configuration import ConfigError
+from urllm.data.schema import TwoDomainData
+from urllm.pipeline.manifest import Manifest, file_sha256, fingerprint
+
+if TYPE_CHECKING:
+    from urllm.config import Config
+
+logger = logging.getLogger(__name__)
+
+COUNT_SYSTEMS = ("popularity", "transition")  # fit() counts the training split; nothing to train
+
+
+def _run_hint(config_path: str, stage: str) -> str:
+    return f"run: urllm pipeline --config {config_path or 'CONFIG'} --stages {stage}"
+
+
+def stage_states(cfg: Config, names: list[str]) -> dict[str, str]:
+    """``{stage: "fresh" | "missing" | "running" | "stale"}`` for ``names`` and the stages above them."""
+    from urllm.pipeline.runner import _config_part  # the runner's own fingerprint input, not a copy
+    from urllm.pipeline.stages import all_stages
+
+    by_name = {s.name: s for s in all_stages(cfg)}
+    fps: dict[str, str | None] = {}
+    states: dict[str, str] = {}
+
+    def visit(name: str) -> str | None:
+        if name in fps:
+            return fps[name]
+        stage = by_name[name]
+        upstream = {up: visit(up) for up in stage.after}
+        manifest = Manifest(cfg.run_path / stage.dir_name(cfg.pipeline.split)).read()
+        if manifest is None:
+            states[name], fps[name] = "missing", None
+            return None
+        # input files as the manifest recorded them, re-hashed (a file gone since keeps its recorded hash:
+        # serving must not fetch data)
+        hashes = {}
+        for path, recorded in (manifest.get("inputs") or {}).items():
+            hashes[path] = file_sha256(Path(path)) if Path(path).is_file() else recorded
+        conf = _config_part(cfg, stage.sections, stage.exclude)
+        if stage.per_split:
+            conf["split"] = cfg.pipeline.split
+        fp = None if None in upstream.values() else fingerprint(conf, hashes, upstream)
+        fps[name] = fp
+        if manifest.get("status") != "done":
+            states[name] = "running"
+        elif fp is None or manifest.get("fingerprint") != fp:
+            states[name] = "stale"
+        else:
+            states[name] = "fresh"
+        return fp
+
+    for n in names:
+        visit(n)
+    return states
+
+
+def check_stages(cfg: Config, names: list[str], config_path: str = "") -> None:
+    """Raise a one-line ConfigError naming the first stage of ``names`` (or above) that is not fresh."""
+    states = stage_states(cfg, names)
+    order = ["prepare", "graph", "index", "prompts", "finetune"]
+    for name in sorted(states, key=lambda n: order.index(n) if n in order else len(order)):
+        state = states[name]
+        where = cfg.run_path / name
+        if state == "missing":
+            raise ConfigError(f"{where}: stage {name} has not run; {_run_hint(config_path, name)}")
+        if state == "running":
+            raise ConfigError(f"{where}: stage {name} did not finish; {_run_hint(config_path, name)}")
+        if state == "stale":
+            raise ConfigError(
+                f"{where}: stage {name} is stale (its config, input files or upstream stages changed since "
+                f"it ran); {_run_hint(config_path, name)}"
+            )
+
+
+def needed_stages(name: str, cfg: Config) -> list[str]:
+    """The pipeline stages whose artifacts system ``name`` is served from."""
+    if name in COUNT_SYSTEMS or name == "sasrec":
+        return ["prepare"]
+    if name == "graph":
+        return ["prepare", "graph"]
+    if name.startswith("urllm"):
+        from urllm.infer.variants import variant_for
+
+        stages = ["prepare", *needed_stages(cfg.grounding.backbone, cfg)]
+        if variant_for(name, cfg).retrieval:
+            stages.append("index")
+        if cfg.infer.use_adapter and not cfg.infer.adapter_dir and "finetune" in cfg.pipeline.stages:
+            stages.append("finetune")
+        return list(dict.fromkeys(stages))
+    raise ConfigError(f"serve.systems: system {name!r} cannot be served (no known artifacts)")
+
+
+def check_sasrec(cfg: Config, data: TwoDomainData, config_path: str = "") -> Path:
+    """The finished SASRec checkpoint of the run, or a ConfigError naming what trains it."""
+    import torch
+
+    from urllm.baselines.checkpoint import load_state, signature
+    from urllm.baselines.sasrec import CHECKPOINT
+
+    path = cfg.run_path / "systems" / "sasrec" / CHECKPOINT
+    sig = signature(cfg.sasrec, cfg.seed, data.name, data.catalogue.n_items)
+    state = load_state(path, sig, torch.device("cpu"))
+    if state is None or not state.finished(cfg.sasrec):
+        what = "missing" if not path.is_file() else "stale or unfinished"
+        raise ConfigError(
+            f"{path}: SASRec checkpoint {what}; run: urllm pipeline --config {config_path or 'CONFIG'} "
+            "--stages evaluate (with sasrec in pipeline.systems)"
+        )
+    return path
+
+
+def load_system(name: str, cfg: Config, data: TwoDomainData, llm: tuple | None, config_path: str = "") -> Any:
+    """System ``name`` ready to score, from the run's artifacts (checked fresh by the caller)."""
+    from urllm.recommender import make_system
+
+    if name == "graph":
+        from urllm.graph.system import GraphSystem
+
+        return GraphSystem.load(cfg.run_path / "graph")
+    if name == "sasrec":
+        check_sasrec(cfg, data, config_path)
+    if name.startswith("urllm") and cfg.grounding.backbone == "sasrec":
+        check_sasrec(cfg, data, config_path)
+    system = make_system(name, cfg)
+    if llm is not None and hasattr(system, "llm"):
+        system.llm = llm  # one model for every LLM system, loaded once
+    # fresh stages (checked above) make fit() reuse the finished checkpoints; nothing trains
+    system.fit(data, cfg.run_path / "systems" / name)
+    return system
+
+
+def load_embedder(cfg: Config, data: TwoDomainData, systems: dict[str, Any]) -> Any:
+    """The retrieval encoder behind the run's user index (shared with a loaded system when possible)."""
+    name = cfg.retrieval.encoder
+    if name in systems and hasattr(systems[name], "user_embeddings"):
+        return systems[name]
+    if name == "graph":
+        from urllm.graph.system import GraphSystem
+
+        return GraphSystem.load(cfg.run_path / "graph")
+    from urllm.retrieval.encoders import fitted_system
+
+    if name == "sasrec" and not cfg.retrieval.encoder_dir:
+        check_sasrec(cfg, data)  # fitted_system() would train otherwise
+    return fitted_system(name, cfg, data, cfg.retrieval.encoder_dir)
+
+
+def load_retriever(cfg: Config, data: TwoDomainData, systems: dict[str, Any]) -> tuple[Any, Any] | None:
+    """(embedder, UserRetriever) from ``<run_dir>/index`` when the index stage is fresh, else None."""
+    from urllm.retrieval.neighbours import UserRetriever
+
+    state = stage_states(cfg, ["index"]).get("index")
+    if state != "fresh":
+        logger.warning("no neighbours in the evidence: the index stage is %s", state)
+        return None
+    return load_embedder(cfg, data, systems), UserRetriever.load(cfg.run_path / "index", cfg.retrieval)
