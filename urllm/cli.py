@@ -22,9 +22,25 @@ def _add_config(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args):
+    """The config of the command line; then, before any work: ``--out`` writable, and for the commands
+    that write into the run folder (``args.writes_run``) the folder writable and locked (until main ends)."""
     from urllm.config import load_config
+    from urllm.run_layout import RunLayout, check_output_file
 
-    return load_config(args.config, args.overrides)
+    cfg = load_config(args.config, args.overrides)
+    for key in ("out", "per_record"):
+        if getattr(args, key, None):
+            check_output_file(getattr(args, key), "--" + key.replace("_", "-"))
+    if getattr(args, "writes_run", False) and getattr(args, "lock", None) is None:
+        from urllm.lock import RunLock
+
+        args.lock = RunLock(RunLayout.of(cfg).ensure_writable(), _command_line(args))
+        args.lock.acquire()
+    return cfg
+
+
+def _command_line(args) -> str:
+    return " ".join(["urllm", *getattr(args, "argv", [])])[:300]
 
 
 def cmd_data_stats(args) -> int:
@@ -132,17 +148,18 @@ def cmd_pipeline(args) -> int:
     from urllm.eval.evaluate import format_summary
     from urllm.pipeline.runner import run_pipeline
     from urllm.pipeline.stages import all_stages
+    from urllm.run_layout import RunLayout
 
-    cfg = _load(args)
+    cfg = _load(args)  # locks the run folder
     if args.split:
         cfg = dataclasses.replace(cfg, pipeline=dataclasses.replace(cfg.pipeline, split=args.split))
     if args.split == "test" and not cfg.data.test_file and cfg.data.format == "art_office":
         from urllm.configuration import ConfigError
 
         raise ConfigError("--split test needs data.test_file=PATH (the Art-Office test split is withheld)")
-    wanted = args.stages.split(",") if args.stages else cfg.pipeline.stages
+    wanted = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else cfg.pipeline.stages
     run_pipeline(cfg, all_stages(cfg), wanted, cfg.pipeline.split)
-    results = cfg.run_path / "evaluate" / cfg.pipeline.split / "results.json"
+    results = RunLayout.of(cfg).results(cfg.pipeline.split)
     if results.is_file():
         obj = json.loads(results.read_text())
         print(format_summary(obj["systems"]))
@@ -251,7 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="urllm", description="LLM-based cross-domain sequential recommendation"
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (anywhere on the line)")
+    parser.add_argument(
+        "--progress",
+        action="store_true",
+        help="progress bars even when stderr is not a terminal (default: only on a terminal)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="inspect datasets")
@@ -288,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--per-record", help="write one JSON line per scored record and system here (rank and metrics)"
     )
-    ev.set_defaults(func=cmd_evaluate)
+    ev.set_defaults(func=cmd_evaluate, writes_run=True)  # locks the run folder
 
     pipe = sub.add_parser(
         "pipeline", help="prepare -> graph -> index -> prompts -> finetune -> infer -> evaluate"
@@ -297,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipe.add_argument("--split", choices=["valid", "test"], help="split to score (default pipeline.split)")
     pipe.add_argument("--stages", help="comma-separated stages to run (default pipeline.stages)")
     pipe.add_argument("--out", help="write {'systems': {name: metrics}} JSON here")
-    pipe.set_defaults(func=cmd_pipeline)
+    pipe.set_defaults(func=cmd_pipeline, writes_run=True)  # locks the run folder
 
     rep = sub.add_parser("report", help="Markdown report with plots from a pipeline run directory")
     rep.add_argument("--run-dir", required=True, help="the pipeline's run directory")
@@ -344,28 +366,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+GLOBAL_FLAGS = {"-v": "verbose", "--verbose": "verbose", "--progress": "progress"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # -v / --progress anywhere on the line (also after the subcommand)
+    flags = {GLOBAL_FLAGS[a] for a in argv if a in GLOBAL_FLAGS}
+    rest = [a for a in argv if a not in GLOBAL_FLAGS]
     # overrides may stand anywhere on the line, also after options: collect the leftovers
-    args, extra = parser.parse_known_args(argv)
+    args, extra = parser.parse_known_args(rest)
     bad = [x for x in extra if x.startswith("-") or "=" not in x]
     if bad or (extra and not hasattr(args, "overrides")):
         parser.error(f"unrecognized arguments: {' '.join(bad or extra)}")
     if extra:
         args.overrides = [*args.overrides, *extra]
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    args.verbose = args.verbose or "verbose" in flags
+    args.argv = argv
+    from urllm.console import configure, setup_logging
+
+    setup_logging(args.verbose)
+    configure(True if "progress" in flags or args.progress else None)
+    return run_command(args)
+
+
+def run_command(args) -> int:
+    """Run the handler; expected failures (config, data, lock, file system) are one line, exit 2."""
     from urllm.configuration import ConfigError
     from urllm.data.schema import DataError
+    from urllm.lock import LockError
 
     try:
         return args.func(args)
-    except (ConfigError, DataError) as exc:
+    except (ConfigError, DataError, LockError) as exc:
         logger.error("%s", exc)
         return 2
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        where = f"{exc.filename} -> {exc.filename2}" if exc.filename2 else exc.filename
+        logger.error("%s: %s", where, exc.strerror or exc)
+        return 2
+    finally:
+        if getattr(args, "lock", None) is not None:
+            args.lock.release()
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ docs/artifacts.md as work left to move here.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,6 +51,11 @@ class RunLayout:
     @property
     def lock_file(self) -> Path:
         return self.root / LOCK_FILE
+
+    def ensure_writable(self) -> Path:
+        """Create the run folder, or raise a one-line ConfigError naming the path (before any work)."""
+        check_writable_dir(self.root, "run_dir")
+        return self.root
 
     def stage_dir(self, stage: str, split: str | None = None) -> Path:
         """``<run_dir>/<stage>`` (``<stage>/<split>`` for the per-split stages)."""
@@ -109,3 +115,33 @@ class RunLayout:
             return None
         value = getattr(getattr(self.cfg, section), key)
         return Path(value) if value else None
+
+
+def check_writable_dir(path: Path, key: str) -> None:
+    """``path`` is (or can be made) a writable folder; else ConfigError naming ``key`` and the path."""
+    from urllm.configuration import ConfigError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{key}: {path} is a file, not a folder")
+    parent = path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{key}: cannot create {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}: cannot write to {path} ({parent} is not writable)")
+    path.mkdir(parents=True, exist_ok=True)
+
+
+def check_output_file(path: str | Path, key: str = "--out") -> Path:
+    """``path`` can be written as a file: not a folder, its folder writable; fails before any work."""
+    from urllm.configuration import ConfigError
+
+    out = Path(path)
+    if out.is_dir():
+        raise ConfigError(f"{key} {out} is a folder; give a file name, e.g. {out / 'result.json'}")
+    if out.exists() and not os.access(out, os.W_OK):
+        raise ConfigError(f"{key} {out}: the file is not writable")
+    check_writable_dir(out.parent, key)
+    return out
