@@ -175,3 +175,46 @@ def test_system_registry_kinds():
     assert REGISTRY["svd"].embeds_users and REGISTRY["graph"].kind == "graph"
     with pytest.raises(ConfigError, match="unknown system 'nope'"):
         make_system("nope", load_config(None))
+
+
+def _flat(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+    return out
+
+
+def test_gpu_config_is_the_base_plus_its_sizes():
+    from urllm.configuration import to_dict
+
+    cpu = _flat(to_dict(load_config(REPO / "configs" / "art_office.yaml")))
+    gpu = _flat(to_dict(load_config(REPO / "configs" / "art_office_gpu.yaml")))
+    differ = {k for k in cpu if cpu[k] != gpu[k]}
+    sizes = {
+        "max_train_prompts", "max_valid_prompts", "epochs", "batch_size", "grad_accum", "eval_batch_size",
+        "lr", "warmup_ratio", "log_every", "eval_every", "save_every",
+    }  # fmt: skip
+    assert differ == {"run_dir"} | {f"finetune.{k}" for k in sizes}
+    assert (
+        gpu["run_dir"].endswith("runs/art-office-gpu")
+        and gpu["graph.graph_folds"] == cpu["graph.graph_folds"]
+    )
+
+
+def test_base_include_merges_and_resolves_paths_per_file(tmp_path):
+    write(tmp_path / "a" / "base.yaml", "run_dir: ../runs/base\nseed: 1\neval:\n  ks: [1, 5]\n  seed: 3\n")
+    child = write(tmp_path / "b" / "child.yaml", "base: ../a/base.yaml\nseed: 2\neval:\n  ks: [10]\n")
+    cfg = load_config(child)
+    assert (cfg.seed, cfg.eval.ks, cfg.eval.seed) == (2, [10], 3)  # mappings merge, lists are replaced
+    assert Path(cfg.run_dir) == tmp_path / "runs" / "base"  # relative to a/, the file that set it
+    write(tmp_path / "a" / "base.yaml", "base: ../b/child.yaml\n")
+    with pytest.raises(ConfigError, match="include cycle"):
+        load_config(child)
+    write(tmp_path / "c.yaml", "base: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match="base: config file not found"):
+        load_config(tmp_path / "c.yaml")
+
+
+def test_config_that_is_a_directory(tmp_path):
+    with pytest.raises(ConfigError, match="is a directory; give a YAML file"):
+        load_config(tmp_path)
