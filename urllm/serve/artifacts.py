@@ -12,6 +12,7 @@ second on MovieLens).
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,14 +33,29 @@ def _run_hint(config_path: str, stage: str) -> str:
     return f"run: urllm pipeline --config {config_path or 'CONFIG'} --stages {stage}"
 
 
-def stage_states(cfg: Config, names: list[str]) -> dict[str, str]:
-    """``{stage: "fresh" | "missing" | "running" | "stale"}`` for ``names`` and the stages above them."""
+def first_difference(recorded: Any, now: Any, prefix: str = "") -> str | None:
+    """The first dotted key whose value differs between two config dicts (None when equal)."""
+    if isinstance(recorded, dict) and isinstance(now, dict):
+        for k in sorted(set(recorded) | set(now), key=str):
+            where = f"{prefix}.{k}" if prefix else str(k)
+            if k not in recorded or k not in now:
+                return where
+            found = first_difference(recorded[k], now[k], where)
+            if found:
+                return found
+        return None
+    return None if recorded == now else prefix
+
+
+def stage_states(cfg: Config, names: list[str]) -> dict[str, tuple[str, str]]:
+    """``{stage: (state, why)}`` for ``names`` and the stages above them; state is fresh | missing |
+    running | stale, ``why`` says what changed for a stale one."""
     from urllm.pipeline.runner import _config_part  # the runner's own fingerprint input, not a copy
     from urllm.pipeline.stages import all_stages
 
     by_name = {s.name: s for s in all_stages(cfg)}
     fps: dict[str, str | None] = {}
-    states: dict[str, str] = {}
+    states: dict[str, tuple[str, str]] = {}
 
     def visit(name: str) -> str | None:
         if name in fps:
@@ -48,7 +64,7 @@ def stage_states(cfg: Config, names: list[str]) -> dict[str, str]:
         upstream = {up: visit(up) for up in stage.after}
         manifest = Manifest(cfg.run_path / stage.dir_name(cfg.pipeline.split)).read()
         if manifest is None:
-            states[name], fps[name] = "missing", None
+            states[name], fps[name] = ("missing", ""), None
             return None
         # input files as the manifest recorded them, re-hashed (a file gone since keeps its recorded hash:
         # serving must not fetch data)
@@ -61,11 +77,19 @@ def stage_states(cfg: Config, names: list[str]) -> dict[str, str]:
         fp = None if None in upstream.values() else fingerprint(conf, hashes, upstream)
         fps[name] = fp
         if manifest.get("status") != "done":
-            states[name] = "running"
+            states[name] = ("running", "")
         elif fp is None or manifest.get("fingerprint") != fp:
-            states[name] = "stale"
+            key = first_difference(json.loads(json.dumps(manifest.get("config", {}), default=str)),
+                                   json.loads(json.dumps(conf, default=str)))  # fmt: skip
+            changed = [u for u in upstream if states.get(u, ("fresh",))[0] != "fresh"]
+            why = (
+                f"config key {key} changed" if key
+                else f"upstream stage {changed[0]} changed" if changed
+                else "its input files or upstream stages changed"
+            )  # fmt: skip
+            states[name] = ("stale", why)
         else:
-            states[name] = "fresh"
+            states[name] = ("fresh", "")
         return fp
 
     for n in names:
@@ -78,7 +102,7 @@ def check_stages(cfg: Config, names: list[str], config_path: str = "") -> None:
     states = stage_states(cfg, names)
     order = ["prepare", "graph", "index", "prompts", "finetune"]
     for name in sorted(states, key=lambda n: order.index(n) if n in order else len(order)):
-        state = states[name]
+        state, why = states[name]
         where = cfg.run_path / name
         if state == "missing":
             raise ConfigError(f"{where}: stage {name} has not run; {_run_hint(config_path, name)}")
@@ -86,18 +110,18 @@ def check_stages(cfg: Config, names: list[str], config_path: str = "") -> None:
             raise ConfigError(f"{where}: stage {name} did not finish; {_run_hint(config_path, name)}")
         if state == "stale":
             raise ConfigError(
-                f"{where}: stage {name} is stale (its config, input files or upstream stages changed since "
-                f"it ran); {_run_hint(config_path, name)}"
+                f"{where}: stage {name} is stale ({why} since it ran); {_run_hint(config_path, name)}"
             )
 
 
 def needed_stages(name: str, cfg: Config) -> list[str]:
     """The pipeline stages whose artifacts system ``name`` is served from."""
-    if name in COUNT_SYSTEMS or name == "sasrec":
-        return ["prepare"]
-    if name == "graph":
+    from urllm.recommender import kind_of
+
+    kind = kind_of(name)
+    if kind == "graph":
         return ["prepare", "graph"]
-    if name.startswith("urllm"):
+    if kind == "llm":
         from urllm.infer.variants import variant_for
 
         stages = ["prepare", *needed_stages(cfg.grounding.backbone, cfg)]
@@ -106,7 +130,7 @@ def needed_stages(name: str, cfg: Config) -> list[str]:
         if cfg.infer.use_adapter and not cfg.infer.adapter_dir and "finetune" in cfg.pipeline.stages:
             stages.append("finetune")
         return list(dict.fromkeys(stages))
-    raise ConfigError(f"serve.systems: system {name!r} cannot be served (no known artifacts)")
+    return ["prepare"]  # baselines and encoders: the prepared data (SASRec's checkpoint: check_sasrec)
 
 
 def check_sasrec(cfg: Config, data: TwoDomainData, config_path: str = "") -> Path:
@@ -129,21 +153,19 @@ def check_sasrec(cfg: Config, data: TwoDomainData, config_path: str = "") -> Pat
 
 
 def load_system(name: str, cfg: Config, data: TwoDomainData, llm: tuple | None, config_path: str = "") -> Any:
-    """System ``name`` ready to score, from the run's artifacts (checked fresh by the caller)."""
-    from urllm.recommender import make_system
+    """System ``name`` ready to score, from the run's artifacts (stages checked fresh by the caller)."""
+    from urllm.recommender import kind_of, make_system, system_factory
 
-    if name == "graph":
-        from urllm.graph.system import GraphSystem
-
-        return GraphSystem.load(cfg.run_path / "graph")
-    if name == "sasrec":
-        check_sasrec(cfg, data, config_path)
-    if name.startswith("urllm") and cfg.grounding.backbone == "sasrec":
-        check_sasrec(cfg, data, config_path)
+    factory = system_factory(name)
+    if kind_of(name) == "graph" and callable(getattr(factory, "load", None)):
+        return factory.load(cfg.run_path / "graph")  # read-only: nothing rebuilt or rewritten
+    backbone = cfg.grounding.backbone if kind_of(name) == "llm" else None
+    if "sasrec" in (name, backbone):
+        check_sasrec(cfg, data, config_path)  # fit() would train SASRec without a finished checkpoint
     system = make_system(name, cfg)
     if llm is not None and hasattr(system, "llm"):
         system.llm = llm  # one model for every LLM system, loaded once
-    # fresh stages (checked above) make fit() reuse the finished checkpoints; nothing trains
+    # fresh stages make fit() reuse the finished checkpoints; the count baselines recount; nothing trains
     system.fit(data, cfg.run_path / "systems" / name)
     return system
 
@@ -168,7 +190,7 @@ def load_retriever(cfg: Config, data: TwoDomainData, systems: dict[str, Any]) ->
     """(embedder, UserRetriever) from ``<run_dir>/index`` when the index stage is fresh, else None."""
     from urllm.retrieval.neighbours import UserRetriever
 
-    state = stage_states(cfg, ["index"]).get("index")
+    state, _ = stage_states(cfg, ["index"])["index"]
     if state != "fresh":
         logger.warning("no neighbours in the evidence: the index stage is %s", state)
         return None

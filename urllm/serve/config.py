@@ -32,8 +32,12 @@ class ServeConfig:
     device: str = opt("cpu", "torch device of the LLM (cpu | cuda | cuda:N)")
 
     def __post_init__(self) -> None:
+        from urllm.recommender import check_system
+
         if not self.systems:
             raise ValueError("systems: list at least one system")
+        for i, name in enumerate(self.systems):
+            check_system(name, f"serve.systems[{i}]")
         if self.default_system and self.default_system not in self.systems:
             raise ValueError(f"default_system {self.default_system!r} is not in systems {self.systems}")
         for name in ("max_k", "max_history", "max_batch_size", "search_limit"):
