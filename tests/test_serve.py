@@ -193,7 +193,10 @@ def test_concurrent_requests_share_one_forward_pass(run, service):
 
 
 def test_missing_or_stale_run_fails_at_start_up(run, tmp_path):
-    with pytest.raises(ConfigError, match=r"stage graph is stale \(config key graph.hidden changed since it ran\); run: .*--stages graph"):
+    with pytest.raises(
+        ConfigError,
+        match=r"stage graph is stale \(config changed \(graph.hidden 16 -> 32\) since it ran\); run: .*--stages graph",
+    ):
         Recommendation.load(load_config(run, ["graph.hidden=32"]), str(run))
     with pytest.raises(
         ConfigError, match=r"stage prepare has not run; run: urllm pipeline .*--stages prepare"

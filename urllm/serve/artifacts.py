@@ -12,7 +12,6 @@ second on MovieLens).
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,64 +32,55 @@ def _run_hint(config_path: str, stage: str) -> str:
     return f"run: urllm pipeline --config {config_path or 'CONFIG'} --stages {stage}"
 
 
-def first_difference(recorded: Any, now: Any, prefix: str = "") -> str | None:
-    """The first dotted key whose value differs between two config dicts (None when equal)."""
-    if isinstance(recorded, dict) and isinstance(now, dict):
-        for k in sorted(set(recorded) | set(now), key=str):
-            where = f"{prefix}.{k}" if prefix else str(k)
-            if k not in recorded or k not in now:
-                return where
-            found = first_difference(recorded[k], now[k], where)
-            if found:
-                return found
-        return None
-    return None if recorded == now else prefix
-
-
 def stage_states(cfg: Config, names: list[str]) -> dict[str, tuple[str, str]]:
     """``{stage: (state, why)}`` for ``names`` and the stages above them; state is fresh | missing |
-    running | stale, ``why`` says what changed for a stale one."""
+    running | stale, ``why`` names what changed for a stale one.
+
+    Fresh is what ``run_pipeline`` would skip: a finished manifest with the current fingerprint, or one
+    it would migrate (same content once runtime fields are dropped; upstream known by an alias). Nothing
+    is written here.
+    """
+    from urllm.pipeline.manifest import _drop_runtime, describe_change
     from urllm.pipeline.runner import _config_part  # the runner's own fingerprint input, not a copy
     from urllm.pipeline.stages import all_stages
 
     by_name = {s.name: s for s in all_stages(cfg)}
-    fps: dict[str, str | None] = {}
+    fps: dict[str, str] = {}
+    known: dict[str, set[str]] = {}  # stage -> fingerprints downstream manifests may have recorded
     states: dict[str, tuple[str, str]] = {}
 
-    def visit(name: str) -> str | None:
-        if name in fps:
-            return fps[name]
+    def visit(name: str) -> None:
+        if name in states:
+            return
         stage = by_name[name]
-        upstream = {up: visit(up) for up in stage.after}
-        manifest = Manifest(cfg.run_path / stage.dir_name(cfg.pipeline.split)).read()
-        if manifest is None:
-            states[name], fps[name] = ("missing", ""), None
-            return None
-        # input files as the manifest recorded them, re-hashed (a file gone since keeps its recorded hash:
-        # serving must not fetch data)
-        hashes = {}
-        for path, recorded in (manifest.get("inputs") or {}).items():
-            hashes[path] = file_sha256(Path(path)) if Path(path).is_file() else recorded
+        for up in stage.after:
+            visit(up)
+        upstream = {up: fps[up] for up in stage.after}
+        m = Manifest(cfg.run_path / stage.dir_name(cfg.pipeline.split)).read()
+        # input files as the manifest recorded them, re-hashed (serving never fetches data; a file gone
+        # since keeps its recorded hash)
+        recorded = (m or {}).get("inputs") or {}
+        hashes = {f: file_sha256(Path(f)) if Path(f).is_file() else h for f, h in recorded.items()}
         conf = _config_part(cfg, stage.sections, stage.exclude)
         if stage.per_split:
             conf["split"] = cfg.pipeline.split
-        fp = None if None in upstream.values() else fingerprint(conf, hashes, upstream)
-        fps[name] = fp
-        if manifest.get("status") != "done":
+        fps[name] = fp = fingerprint(conf, hashes, upstream)
+        known[name] = {fp, *((m or {}).get("aliases") or []), (m or {}).get("fingerprint", fp)}
+        if m is None:
+            states[name] = ("missing", "")
+        elif m.get("status") != "done":
             states[name] = ("running", "")
-        elif fp is None or manifest.get("fingerprint") != fp:
-            key = first_difference(json.loads(json.dumps(manifest.get("config", {}), default=str)),
-                                   json.loads(json.dumps(conf, default=str)))  # fmt: skip
-            changed = [u for u in upstream if states.get(u, ("fresh",))[0] != "fresh"]
-            why = (
-                f"config key {key} changed" if key
-                else f"upstream stage {changed[0]} changed" if changed
-                else "its input files or upstream stages changed"
-            )  # fmt: skip
-            states[name] = ("stale", why)
-        else:
+        elif m.get("fingerprint") == fp:
             states[name] = ("fresh", "")
-        return fp
+        else:
+            up = m.get("upstream") or {}
+            same_up = set(up) == set(upstream) and all(up[k] in known[k] for k in upstream)
+            if same_up and recorded == hashes and _drop_runtime(m.get("config")) == conf:
+                states[name] = ("fresh", "")
+            else:
+                stale_up = [u for u in upstream if states[u][0] != "fresh"]
+                why = f"upstream stage {stale_up[0]} is not fresh" if stale_up else ""
+                states[name] = ("stale", why or describe_change(m, conf, hashes, {}))
 
     for n in names:
         visit(n)
