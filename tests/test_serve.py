@@ -25,8 +25,10 @@ from fastapi.testclient import TestClient  # noqa: E402
 from urllm.serve.app import create_app  # noqa: E402
 from urllm.serve.service import Recommendation  # noqa: E402
 
+# one epoch, no leave-fold-out graphs, no selection: a few seconds
 TINY_GRAPH = (
-    "{hidden: 16, semantic_dim: 4, max_len: 6, batch_size: 64, epochs: 1, progress: false, negatives: 0}"
+    "{hidden: 16, semantic_dim: 4, max_len: 6, batch_size: 64, epochs: 1, negatives: 0, graph_folds: 0, "
+    "selection: none}"
 )
 
 
