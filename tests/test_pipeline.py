@@ -150,7 +150,7 @@ def test_evaluate_cli_scores_several_systems(tiny_config, tmp_path):
 
 GRAPH_TINY = [
     "graph.hidden=16", "graph.semantic_dim=4", "graph.max_len=6", "graph.batch_size=64", "graph.epochs=1",
-    "graph.graph_folds=0", "graph.calibrate=false", "graph.select=valid", "graph.negatives=0",
+    "graph.graph_folds=0", "graph.calibrate=false", "graph.selection=valid", "graph.negatives=0",
     "graph.hard_negatives=0", "graph.max_attr_frac=1.0", "graph.align_items=16", "graph.progress=false",
     "retrieval.encoder=graph", "pipeline.systems=[popularity,graph]",
 ]  # fmt: skip
@@ -226,3 +226,66 @@ def test_manifest_from_before_the_runtime_marks_is_migrated(tiny_config, caplog)
         assert run_pipeline(cfg, all_stages(cfg), ["evaluate"], "valid") == fps
     assert caplog.text.count("up to date, skipped") == 2
     assert "0ld" + fps["prepare"][3:] in Manifest(cfg.run_path / "prepare").read()["aliases"]
+
+
+SASREC_TINY = [
+    "sasrec.hidden=16",
+    "sasrec.layers=1",
+    "sasrec.epochs=1",
+    "sasrec.max_len=8",
+    "sasrec.batch_size=64",
+]
+
+
+def _evaluate(cfg_file, systems, *over):
+    from urllm.cli import main
+
+    return main(["evaluate", "--config", str(cfg_file), "--system", systems, *over])
+
+
+def test_editing_an_input_file_invalidates_the_caches(tiny_config, caplog):
+    """systems/<name> caches are keyed by the data they were fitted on: an edited training file clears
+    them (logged) instead of reusing a model trained on other data."""
+    cfg = load_config(tiny_config)
+    assert _evaluate(tiny_config, "sasrec,popularity", *SASREC_TINY) == 0
+    stamp = json.loads((cfg.run_path / "systems" / "sasrec" / "cache.json").read_text())
+    assert stamp["fitted"] and stamp["key"]["system"] == "sasrec"
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert _evaluate(tiny_config, "sasrec", *SASREC_TINY, "sasrec.device=cpu") == 0  # runtime knob
+    assert "clearing" not in caplog.text and "reusing the finished SASRec checkpoint" in caplog.text
+
+    train = cfg.data.path(cfg.data.train_file)
+    lines = train.read_text().splitlines(keepends=True)
+    train.write_text("".join(lines[:-5]))  # an edited input file
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert _evaluate(tiny_config, "sasrec", *SASREC_TINY) == 0
+    assert (
+        "system sasrec" in caplog.text
+        and "was made from other inputs (data changed); clearing" in caplog.text
+    )
+    assert "reusing the finished SASRec checkpoint" not in caplog.text
+    new = json.loads((cfg.run_path / "systems" / "sasrec" / "cache.json").read_text())
+    assert new["key"]["data"] != stamp["key"]["data"]
+
+    with caplog.at_level("INFO"):  # ... and in the pipeline: the prepare stage and the caches
+        run_pipeline(cfg, all_stages(cfg), ["evaluate"], "valid")
+        train.write_text("".join(lines))
+        caplog.clear()
+        run_pipeline(cfg, all_stages(cfg), ["evaluate"], "valid")
+    assert "prepare: input file changed" in caplog.text
+
+
+def test_evaluate_loads_the_graph_stage_read_only(tiny_config, caplog):
+    """Downstream users of the graph (the evaluate stage, `urllm evaluate`) load it; they never rewrite
+    the graph stage's folder."""
+    cfg = load_config(tiny_config, GRAPH_TINY)
+    run_pipeline(cfg, all_stages(cfg), ["graph"], "valid")
+    before = _tree(cfg.run_path / "graph")
+    with caplog.at_level("INFO"):
+        run_pipeline(cfg, all_stages(cfg), ["evaluate"], "valid")
+        assert _evaluate(tiny_config, "graph", *GRAPH_TINY) == 0
+    assert caplog.text.count("loaded") >= 2 and "read-only" in caplog.text
+    assert _tree(cfg.run_path / "graph") == before
+    assert not (cfg.run_path / "systems" / "graph" / "model.pt").exists()  # no second graph trained

@@ -71,14 +71,17 @@ def cmd_data_fetch_movielens(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    from urllm.cache import fitted_system
     from urllm.config import save_config
     from urllm.data.load import load_data_from_config
     from urllm.eval.evaluate import add_paired, evaluate_records, format_summary, format_table
     from urllm.eval.per_record import write_per_record
     from urllm.infer.jobs import select_records
     from urllm.recommender import is_llm_system, make_system
+    from urllm.run_layout import RunLayout
 
     cfg = _load(args)
+    layout = RunLayout.of(cfg)
     names = [n.strip() for n in args.system.split(",") if n.strip()]
     if args.baseline:  # scored first, on the same records, so every later system is paired with it
         names = [args.baseline] + [n for n in names if n != args.baseline]
@@ -99,10 +102,10 @@ def cmd_evaluate(args) -> int:
     subset = len(scored) < len(records)
     results, per_record = {}, {}
     for name, system in systems.items():
-        run_dir = cfg.run_path / "systems" / name
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
-        system.fit(data, run_dir)  # on every record of every split: never on the scored subset alone
+        # on every record of every split, never on the scored subset alone; in a folder keyed by all
+        # its inputs, or read-only from the pipeline stage that trained it (urllm.cache)
+        system = fitted_system(name, cfg, data, layout.cache_dir(name), shared=layout.system_dir(name))
+        save_config(cfg, layout.cache_dir(name) / "config.yaml")
         data.splits[args.split] = scored
         try:
             results[name], per_record[name] = evaluate_records(system, data, args.split, cfg.eval, name)

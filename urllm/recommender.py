@@ -57,6 +57,11 @@ class SystemSpec:
         factory: ``"module:attr"``; ``attr(cfg)`` returns an unfitted system.
         embeds_users: it has ``user_embeddings(records, domain)`` (can be ``retrieval.encoder``).
         help: one line for listings and error messages.
+        sections: the dotted config sections its fitted state depends on (with the seed and the data:
+            the key of its cached folder, :mod:`urllm.cache`); None = every stage section (safe, but a
+            change anywhere refits it).
+        state_of: the system whose trained state it scores with (``graph-encoder``: ``graph``); its
+            cached folder and key are that system's.
     """
 
     name: str
@@ -64,12 +69,28 @@ class SystemSpec:
     factory: str
     embeds_users: bool = False
     help: str = ""
+    sections: tuple[str, ...] | None = None
+    state_of: str = ""
+
+    @property
+    def state(self) -> str:
+        """The name its trained state is kept under."""
+        return self.state_of or self.name
 
 
 REGISTRY: dict[str, SystemSpec] = {}
 
 
-def register(name: str, kind: Kind, factory: str, *, embeds_users: bool = False, help: str = "") -> None:
+def register(
+    name: str,
+    kind: Kind,
+    factory: str,
+    *,
+    embeds_users: bool = False,
+    help: str = "",
+    sections: tuple[str, ...] | None = None,
+    state_of: str = "",
+) -> None:
     """Add a system to the registry (a name registered twice is a programming error)."""
     if name in REGISTRY:
         raise ValueError(f"system {name!r} is registered twice")
@@ -77,25 +98,37 @@ def register(name: str, kind: Kind, factory: str, *, embeds_users: bool = False,
         raise ValueError(f"system {name!r}: kind must be one of {KINDS}, got {kind!r}")
     if ":" not in factory:
         raise ValueError(f"system {name!r}: factory must be 'module:attr', got {factory!r}")
-    REGISTRY[name] = SystemSpec(name, kind, factory, embeds_users, help)
+    if sections is None and kind == "llm":
+        sections = ()  # nothing fitted in its own folder: the backbone has its own
+    REGISTRY[name] = SystemSpec(name, kind, factory, embeds_users, help, sections, state_of)
 
 
-register("popularity", "baseline", "urllm.baselines.popularity:Popularity", help="train-split item counts")
-register("transition", "baseline", "urllm.baselines.transition:Transition", help="last-item transitions")
+register("popularity", "baseline", "urllm.baselines.popularity:Popularity", help="item counts", sections=())
+register("transition", "baseline", "urllm.baselines.transition:Transition", help="transitions", sections=())
 register(
     "transition-prior", "baseline", "urllm.baselines.transition_prior:TransitionPrior",
-    help="the graph's untrained prior: log transitions of the 3 recent items",
+    help="the graph's untrained prior: log transitions of the 3 recent items", sections=(),
 )  # fmt: skip
 register(
     "prior", "baseline", "urllm.grounding.prior:TransitionPrior", help="transition prior; leave-user-out"
 )
-register("sasrec", "baseline", "urllm.baselines.sasrec:SASRecSystem", embeds_users=True, help="SASRec")
-register("graph", "graph", "urllm.graph.system:GraphSystem", embeds_users=True, help="dual-graph encoder")
+register(
+    "sasrec", "baseline", "urllm.baselines.sasrec:SASRecSystem", embeds_users=True, help="SASRec",
+    sections=("sasrec",),
+)  # fmt: skip
+register(
+    "graph", "graph", "urllm.graph.system:GraphSystem", embeds_users=True, help="dual-graph encoder",
+    sections=("graph",),
+)  # fmt: skip
 register(
     "graph-encoder", "graph", "urllm.graph.system:GraphEncoderSystem", embeds_users=True,
-    help="the trained graph model scored by its encoder alone (no prior, no item bias)",
+    help="the trained graph model scored by its encoder alone (no prior, no item bias)", sections=("graph",),
+    state_of="graph",
 )  # fmt: skip
-register("svd", "encoder", "urllm.retrieval.svd:PureSVD", embeds_users=True, help="PureSVD user encoder")
+register(
+    "svd", "encoder", "urllm.retrieval.svd:PureSVD", embeds_users=True, help="PureSVD user encoder",
+    sections=("retrieval.svd",),
+)  # fmt: skip
 register("urllm", "llm", "urllm.infer.system:URLLM", help="URLLM with grounding.mode")
 register("urllm-constrained", "llm", "urllm.infer.system:URLLM_CONSTRAINED", help="trie beam search")
 register("urllm-free", "llm", "urllm.infer.system:URLLM_FREE", help="free generation + refiner")

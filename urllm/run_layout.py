@@ -106,6 +106,14 @@ class RunLayout:
         stage = STAGE_OF_SYSTEM.get(name)
         return self.stage_dir(stage) if stage else self.root / "systems" / name
 
+    def cache_dir(self, name: str) -> Path:
+        """``systems/<name>``: a system's own cached folder (keyed by its inputs, :mod:`urllm.cache`);
+        a system scoring another's trained state (``graph-encoder``) shares that system's folder."""
+        from urllm.recommender import REGISTRY
+
+        spec = REGISTRY.get(name)
+        return self.root / "systems" / (spec.state if spec else name)
+
     @property
     def grounding_cache(self) -> Path:
         return self._override("grounding", "cache_dir") or self.root / "grounding"

@@ -36,13 +36,38 @@ logger = logging.getLogger(__name__)
 
 def fitted_backbone(cfg, data: TwoDomainData):
     """The backbone system (default ``graph``), fitted or loaded from its directory."""
-    from urllm.recommender import make_system
+    from urllm.cache import fitted_system
+    from urllm.run_layout import RunLayout
 
-    system = make_system(cfg.grounding.backbone, cfg)
-    path = backbone_dir(cfg)
-    path.mkdir(parents=True, exist_ok=True)
-    system.fit(data, path)
-    return system
+    name, layout = cfg.grounding.backbone, RunLayout.of(cfg)
+    if cfg.grounding.backbone_dir:
+        return fitted_system(name, cfg, data, backbone_dir(cfg))
+    # read-only from the graph stage when made from the same inputs (a downstream stage never rewrites
+    # it), else in systems/<name>, a folder keyed by all of its inputs (urllm.cache)
+    return fitted_system(name, cfg, data, layout.cache_dir(name), shared=layout.system_dir(name))
+
+
+class _Backbone:
+    """The backbone system, fitted on first use; ``score`` is out of fold for training records."""
+
+    def __init__(self, cfg, data: TwoDomainData, given=None, out_of_fold: bool = False) -> None:
+        self.cfg, self.data, self.out_of_fold = cfg, data, out_of_fold
+        self.system = given if given is not None and hasattr(given, "score") else None
+        self.fn: ScoreFn | None = given if given is not None and self.system is None else None
+
+    def get(self):
+        if self.system is None:
+            self.system = fitted_backbone(self.cfg, self.data)
+        return self.system
+
+    def __call__(self, records: Sequence[Record], domain: int):
+        if self.fn is not None:
+            return self.fn(records, domain)
+        if self.out_of_fold:
+            from urllm.grounding.prior import out_of_fold_scores
+
+            return out_of_fold_scores(self.get(), records, domain)[0]
+        return self.get().score(records, domain)
 
 
 def run_inference(

@@ -170,7 +170,7 @@ def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
 def describe_change(old: dict, config: dict, input_hashes: dict, upstream: dict) -> str:
     """One phrase naming what differs between a manifest and the current run (for the log)."""
     parts = []
-    a, b = _flat(old.get("config") or {}), _flat(config)
+    a, b = _flat(_drop_runtime(old.get("config") or {})), _flat(config)
     keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     if keys:
         shown = ", ".join(f"{k} {a.get(k)!r} -> {b.get(k)!r}" for k in keys[:4])
@@ -197,7 +197,7 @@ def _drop_runtime(config: Any) -> Any:
         return config
     out = json.loads(json.dumps(config, default=str))
     for key in marked_keys(Config, "runtime"):
-        section, _, rest = key.partition(".")
+        section = key.split(".")[0]
         for sec in (k for k in out if k == section or k.startswith(section + ".")):
             node = out[sec]
             sub = key[len(sec) + 1 :] if key.startswith(sec + ".") else None

@@ -52,7 +52,6 @@ def run_evaluate(ctx: StageContext) -> dict:
     from urllm.atomic import atomic_write_json, read_json
     from urllm.eval.evaluate import add_paired, evaluate_records, format_table
     from urllm.eval.per_record import read_per_record, write_per_record
-    from urllm.recommender import make_system
 
     data = load_split_data(ctx)
     records = data.records(ctx.split)
@@ -73,8 +72,7 @@ def run_evaluate(ctx: StageContext) -> dict:
         if results[name] is not None:
             per_record[name] = read_per_record(rows)
             continue
-        system = make_system(name, ctx.cfg)
-        system.fit(data, system_dir(ctx, name))  # on every record: never on the scored subset alone
+        system = evaluation_system(ctx, name, data)  # fitted on every record, not the scored subset
         data.splits[ctx.split] = scored
         try:
             results[name], per_record[name] = evaluate_records(system, data, ctx.split, ctx.cfg.eval, name)
@@ -100,9 +98,9 @@ def evaluation_baseline(cfg: Config) -> str:
 
 
 def run_graph(ctx: StageContext) -> dict:
-    from urllm.recommender import make_system
+    from urllm.cache import fitted_system
 
-    make_system("graph", ctx.cfg).fit(load_data(ctx.stage_dir("prepare")), ctx.dir)
+    fitted_system("graph", ctx.cfg, load_data(ctx.stage_dir("prepare")), ctx.dir)  # stamps cache.json
     return {}
 
 
@@ -164,8 +162,17 @@ def run_infer(ctx: StageContext) -> dict:
 
 def system_dir(ctx: StageContext, name: str) -> Path:
     """Where a system keeps its trained state: the pipeline stage that trained it, if any."""
-    trained_by = {"graph": "graph", "graph-encoder": "graph"}
-    return ctx.stage_dir(trained_by.get(name, f"systems/{name}"))
+    return ctx.layout.system_dir(name)
+
+
+def evaluation_system(ctx: StageContext, name: str, data: TwoDomainData):
+    """System ``name`` for the evaluate stage: loaded read-only from the stage that trained it (the
+    graph) when made from the same inputs, else fitted in ``systems/<name>``, a cache keyed by all of
+    its inputs (:mod:`urllm.cache`)."""
+    from urllm.cache import fitted_system
+
+    layout = ctx.layout
+    return fitted_system(name, ctx.cfg, data, layout.cache_dir(name), shared=layout.system_dir(name))
 
 
 def all_stages(cfg: Config | None = None) -> list[Stage]:

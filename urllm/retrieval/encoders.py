@@ -50,10 +50,13 @@ def fitted_system(name: str, cfg: Config, data: TwoDomainData, from_dir: str = "
             raise ConfigError(f"system {name!r} cannot be loaded from a folder (it has no load(dir))")
         logger.info("loading fitted system %s from %s", name, from_dir)
         return factory.load(from_dir)
-    system = factory(cfg)
-    logger.info("fitting (or loading) system %s in %s", name, system_dir(cfg, name))
-    system.fit(data, system_dir(cfg, name))
-    return system
+    from urllm.cache import fitted_system as cached
+    from urllm.run_layout import RunLayout
+
+    # read-only from the stage that trained it when made from the same inputs, else in systems/<name>,
+    # a folder keyed by all of its inputs (urllm.cache)
+    layout = RunLayout.of(cfg)
+    return cached(name, cfg, data, layout.cache_dir(name), shared=system_dir(cfg, name))
 
 
 def fitted_embedder(cfg: Config, data: TwoDomainData) -> UserEmbedder:
