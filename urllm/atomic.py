@@ -212,6 +212,13 @@ class CheckpointSeries:
         found = [(int(m.group(1)), p) for p in self.root.iterdir() if (m := self._pattern.fullmatch(p.name))]
         return [p for _, p in sorted(found, reverse=True)]
 
+    def clear(self) -> None:
+        """Remove every checkpoint of the series (before training anew, so no older one is resumed)."""
+        for folder in self.folders():
+            shutil.rmtree(folder, ignore_errors=True)
+        for stale in self.root.glob(f".{self.prefix}-*.partial"):
+            shutil.rmtree(stale, ignore_errors=True)
+
     @staticmethod
     def damage(folder: Path) -> str | None:
         """Why ``folder`` is not a complete checkpoint, or None when its manifest checks out."""

@@ -5,17 +5,20 @@ the same order), shards the batches over processes, then scores the valid record
 domains' valid MRR selects the best epoch and drives early stopping.
 
 Files in the run directory:
-  ``checkpoint/``       accelerate state (weights, optimizer, RNG) after the last finished epoch;
-  ``train_state.json``  epoch, best MRR, history and the signature the checkpoint was written for;
+  ``checkpoint-NNNNNN/`` after epoch N: the accelerate state (weights, optimizer, RNG) and
+                        ``train_state.json`` (epoch, best MRR, history, the signature it was written
+                        for), one atomic unit (:class:`urllm.atomic.CheckpointSeries`); the previous
+                        epoch's is kept;
   ``model.pt``          the best weights with the resolved config and signature (what inference loads).
-A run interrupted between epochs resumes from ``checkpoint/``; a finished run is reused as it is.
+A run interrupted between epochs resumes from the newest complete checkpoint (a damaged newest one is
+skipped with a warning); a finished run is reused as it is.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -28,6 +31,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
+from urllm.atomic import CheckpointSeries, atomic_torch_save, no_space_guard
 from urllm.configuration import to_dict
 from urllm.data.schema import Record
 from urllm.eval.metrics import expected_metrics, greater_and_ties
@@ -59,21 +63,6 @@ class TrainState:
     def done(self, cfg: GraphConfig) -> bool:
         """The stopping rule of ``cfg`` holds (so raising ``epochs`` extends a finished run)."""
         return self.epoch >= cfg.epochs or (cfg.patience > 0 and self.bad_epochs >= cfg.patience)
-
-    @classmethod
-    def read(cls, path: Path) -> TrainState | None:
-        if not path.is_file():
-            return None
-        try:
-            return cls(**json.loads(path.read_text()))
-        except (ValueError, TypeError) as exc:
-            logger.warning("cannot read %s (%s); training anew", path, exc)
-            return None
-
-    def write(self, path: Path) -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1) + "\n")
-        os.replace(tmp, path)
 
 
 def signature(cfg: GraphConfig, seed: int, data_id: dict[str, Any]) -> dict[str, Any]:
@@ -183,9 +172,11 @@ def train(
 ) -> TrainState:
     """Train (or resume, or reuse) in ``run_dir``; the best weights end in ``run_dir/model.pt``."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    state = TrainState.read(run_dir / STATE_FILE)
+    series = CheckpointSeries(run_dir, CHECKPOINT_DIR)
+    found = series.load_latest(load_train_state)
+    state = found[1] if found else None
     if state is not None and state.signature != sig:
-        logger.warning("%s was written for another config or data: training anew", run_dir / STATE_FILE)
+        logger.warning("%s was written for another config or data: training anew", found[0])
         state = None
     if state is not None and state.done(cfg) and (run_dir / MODEL_FILE).is_file():
         logger.info("graph model in %s is trained (best epoch %d): reusing it", run_dir, state.best_epoch)
@@ -194,11 +185,9 @@ def train(
     set_seed(seed)
     opt = optimizer(model, cfg)
     wrapped, opt = acc.prepare(model, opt)
-    ckpt = run_dir / CHECKPOINT_DIR
-    if state is not None and state.epoch > 0 and ckpt.is_dir():
-        acc.load_state(str(ckpt))
-        logger.info("resuming graph training after epoch %d", state.epoch)
-    else:
+    state = resume(acc, wrapped, opt, series, sig) if state is not None and state.epoch > 0 else None
+    if state is None:
+        series.clear()  # no checkpoint of another config or an older run may be resumed later
         state = TrainState(signature=sig)
     for epoch in range(state.epoch, cfg.epochs):
         if state.done(cfg):
@@ -227,11 +216,57 @@ def train(
                 save_model(run_dir / MODEL_FILE, acc.unwrap_model(wrapped), sig, state)
         else:
             state.bad_epochs += 1
-        acc.wait_for_everyone()
-        acc.save_state(str(ckpt))
-        if acc.is_main_process:
-            state.write(run_dir / STATE_FILE)
+        save_checkpoint(acc, series, state)
     return state
+
+
+def load_train_state(folder: Path) -> TrainState:
+    """The :class:`TrainState` inside a checkpoint folder (raises when unreadable)."""
+    return TrainState(**json.loads((folder / STATE_FILE).read_text()))
+
+
+def resume(
+    acc: Accelerator,
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    series: CheckpointSeries,
+    sig: dict[str, Any],
+) -> TrainState | None:
+    """Load the newest complete checkpoint written for ``sig`` into the prepared ``model`` and ``opt``;
+    None (both as they were) when none loads."""
+    initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    initial_opt = copy.deepcopy(opt.state_dict())
+
+    def load(folder: Path) -> TrainState:
+        state = load_train_state(folder)
+        if state.signature != sig:
+            raise ValueError("written for another config or data")
+        acc.load_state(str(folder))
+        return state
+
+    found = series.load_latest(load)
+    if found is None:
+        model.load_state_dict(initial)
+        opt.load_state_dict(initial_opt)
+        return None
+    logger.info("resuming graph training after epoch %d (%s)", found[1].epoch, found[0].name)
+    return found[1]
+
+
+def save_checkpoint(acc: Accelerator, series: CheckpointSeries, state: TrainState) -> None:
+    """The accelerate state and ``state`` of epoch ``state.epoch`` as one atomic checkpoint folder."""
+    stage = series.staging_path(state.epoch)
+    if acc.is_main_process:
+        series.staging(state.epoch)
+    acc.wait_for_everyone()
+    with no_space_guard(series.path(state.epoch), cleanup=stage if acc.is_main_process else None):
+        acc.save_state(str(stage))
+        if acc.is_main_process:
+            (stage / STATE_FILE).write_text(json.dumps(asdict(state), indent=1) + "\n")
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        series.commit(state.epoch)
+    acc.wait_for_everyone()
 
 
 def run_epoch(
@@ -296,6 +331,4 @@ def save_model(path: Path, model: DualGraphEncoder, sig: dict[str, Any], state: 
         "epoch": state.epoch,
         "valid_mrr": state.best_mrr,
     }
-    tmp = path.with_suffix(".tmp")
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
+    atomic_torch_save(blob, path)

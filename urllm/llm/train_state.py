@@ -2,16 +2,17 @@
 
 A checkpoint holds only what changes during training — the LoRA weights, the optimizer and scheduler
 states, the counters and the RNG state — a few MB instead of the full model. It is written at optimizer
-step boundaries and replaced atomically, so a run killed at any moment resumes from its last checkpoint
-and, given the deterministic data order below, continues exactly as if it had never stopped.
+step boundaries as one atomic folder ``checkpoint-<step>/`` (:class:`urllm.atomic.CheckpointSeries`:
+staging folder, fsync, manifest, rename; the previous one kept), so a run killed at any moment resumes
+from its last complete checkpoint and, given the deterministic data order below, continues exactly as if
+it had never stopped; a damaged newest checkpoint is skipped with a warning. The JSONL log survives a
+kill in the middle of a line: the partial last line is cut off with a warning.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from urllm.atomic import CheckpointSeries, atomic_write_text, no_space_guard
 from urllm.data.schema import DataError
 
 logger = logging.getLogger(__name__)
@@ -88,30 +90,31 @@ class Progress:
 
 
 def save_checkpoint(out_dir: Path, lora_state: dict, optimizer, scheduler, progress: Progress) -> None:
-    """Write ``out_dir/checkpoint`` atomically (call on the main process only)."""
-    final = out_dir / CHECKPOINT
-    tmp = out_dir / (CHECKPOINT + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    torch.save(
-        {
-            "lora": {k: v.detach().cpu() for k, v in lora_state.items()},
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "rng": torch.get_rng_state(),
-        },
-        tmp / "state.pt",
-    )
-    (tmp / "progress.json").write_text(json.dumps(asdict(progress), indent=2) + "\n")
-    old = out_dir / (CHECKPOINT + ".old")
-    if final.exists():
-        os.replace(final, old)  # a kill between these renames leaves .old, which load_checkpoint reads
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
+    """Write ``out_dir/checkpoint-<step>`` as one atomic unit (call on the main process only); on a full
+    disk a one-line ``no space left on ...`` error, the previous checkpoint intact."""
+    series = CheckpointSeries(out_dir, CHECKPOINT)
+    stage = series.staging(progress.step)
+    with no_space_guard(series.path(progress.step), cleanup=stage):
+        torch.save(
+            {
+                "lora": {k: v.detach().cpu() for k, v in lora_state.items()},
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": torch.get_rng_state(),
+            },
+            stage / "state.pt",
+        )
+        (stage / "progress.json").write_text(json.dumps(asdict(progress), indent=2) + "\n")
+    series.commit(progress.step)
 
 
 def find_checkpoint(out_dir: Path) -> Path | None:
-    for name in (CHECKPOINT, CHECKPOINT + ".old"):
+    """The newest complete checkpoint that loads (a damaged newer one is skipped with a warning);
+    None when there is none."""
+    found = CheckpointSeries(out_dir, CHECKPOINT).load_latest(load_checkpoint)
+    if found is not None:
+        return found[0]
+    for name in (CHECKPOINT, CHECKPOINT + ".old"):  # written before checkpoints were numbered
         if (out_dir / name / "progress.json").is_file():
             return out_dir / name
     return None
@@ -134,16 +137,31 @@ class JsonlLog:
             return
         rows = []
         if resume_step is not None and path.is_file():
-            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-            rows = [r for r in rows if r.get("step", 0) <= resume_step]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+            rows = [r for r in read_log(path) if r.get("step", 0) <= resume_step]
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
     def write(self, **row) -> None:
         if self.enabled:
-            with self.path.open("a") as f:
+            with no_space_guard(self.path), self.path.open("a") as f:
                 f.write(json.dumps(row) + "\n")
 
 
 def read_log(path: Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    """The rows of a JSONL log; a partial last line (a write cut short by a kill) is left out with a
+    warning, any other unreadable line is a :class:`DataError` naming the file and line."""
+    lines = Path(path).read_bytes().split(b"\n")
+    rows = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            if n == len(lines):  # no newline after it: the last write was interrupted
+                logger.warning("%s:%d: ignoring a partial last line (an interrupted write)", path, n)
+                break
+            raise DataError(f"{path}:{n}: not valid JSON") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{n}: expected a JSON object")
+        rows.append(row)
+    return rows
