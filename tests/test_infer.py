@@ -61,6 +61,8 @@ def make_cfg(tmp_path, *extra):
             "grounding.refiner.steps=[exact,bm25]",  # the kNN step is covered in test_grounding
             "infer.batch_size=3",
             "prompts.max_tokens=200",
+            "infer.prompt_source=history",  # no prompts stage here: history-only prompts, asked for
+            "grounding.fusion_holdout_users=3",
             *extra,
         ],
     )
@@ -159,7 +161,7 @@ SYSTEMS = [
 ]
 
 
-@pytest.mark.parametrize("fusion", ["llm_first", "weighted"])
+@pytest.mark.parametrize("fusion", ["calibrated", "llm_first", "weighted"])
 def test_llm_systems_end_to_end(tmp_path, small, llm, fusion):
     cfg = make_cfg(tmp_path, f"grounding.fusion={fusion}")
     cat = small.catalogue
@@ -172,13 +174,13 @@ def test_llm_systems_end_to_end(tmp_path, small, llm, fusion):
             m = result["per_domain"][d]
             assert m["n"] == 4 and 0 <= m["MRR"] <= 1
             assert m["ood_rate"] == 0.0  # after grounding, by construction and by this check
-            if system.variant.mode == "rerank":
+            if system.variant.mode in ("rank", "rerank"):
                 assert m["raw_ood_rate"] is None and m["raw_valid_title_rate"] is None
             else:
                 assert 0 <= m["raw_ood_rate"] <= 1 and 0 <= m["raw_valid_title_rate"] <= 1
             if system.variant.mode == "constrained":
                 assert m["raw_valid_title_rate"] == 1.0 and m["raw_ood_rate"] == 0.0
-            if system.variant.mode != "rerank":  # oracle: raw outputs matched to a history item
+            if system.variant.mode not in ("rank", "rerank"):  # oracle: raw outputs matched to a history item
                 recs = {record_key(r, cat): r for r in small.records("valid") if cat.domains[r.domain] == d}
                 rows = [
                     row for row in read_rows(out_path(cfg, "valid", system.variant)) if row["key"] in recs
@@ -195,7 +197,13 @@ def test_llm_systems_end_to_end(tmp_path, small, llm, fusion):
             scores = system.score(recs, d)
             assert scores.shape == (len(recs), cat.domain_size(d)) and np.isfinite(scores).all()
     runs = sorted(p.name for p in (tmp_path / "infer" / "valid").glob("*.jsonl"))
-    assert runs == ["constrained.jsonl", "free.jsonl", "rerank-no-retrieval.jsonl", "rerank.jsonl"]
+    assert runs == [
+        "constrained.jsonl",
+        "free.jsonl",
+        "rank-no-retrieval.jsonl",
+        "rank.jsonl",
+        "rerank.jsonl",
+    ]
 
 
 def test_free_mode_records_what_the_refiner_did(tmp_path, small, llm):
@@ -253,6 +261,6 @@ def test_two_processes_split_and_gather(tmp_path, small, llm):
 
 def test_batch_entry_point_help():
     out = subprocess.run(
-        [sys.executable, "-m", "urllm.infer.batch", "--help"], capture_output=True, text=True
+        [sys.executable, "-m", "urllm.recipes.infer", "--help"], capture_output=True, text=True
     )
     assert out.returncode == 0 and "--systems" in out.stdout

@@ -7,8 +7,9 @@ from typing import Literal
 
 from urllm.configuration import opt
 
-MODES = ("constrained", "free", "rerank")
-FUSIONS = ("llm_first", "weighted")
+MODES = ("rank", "constrained", "free", "rerank")
+FUSIONS = ("calibrated", "llm_first", "weighted")
+MISSING_TARGET = ("drop", "insert")
 LENGTH_NORMS = ("sum", "mean")
 REFINER_STEPS = ("exact", "bm25", "knn")
 
@@ -49,15 +50,30 @@ class RefinerConfig:
 class GroundingConfig:
     """Which grounding mode the ``urllm`` system uses and how its output is fused with the graph scores."""
 
-    mode: Literal["constrained", "free", "rerank"] = opt(
-        "rerank", "constrained (trie beam search) | free (generate + refiner) | rerank (top-N)"
+    mode: Literal["rank", "constrained", "free", "rerank"] = opt(
+        "rank",
+        "rank (one-pass listwise: label log-probs of the backbone's top-N) | constrained (trie beam search) "
+        "| free (generate + refiner) | rerank (KV-cache title likelihood of the top-N)",
     )
     num_beams: int = opt(10, "K: beams of constrained search / returned sequences of free generation")
-    top_n: int = opt(20, "rerank: the backbone's top-N candidates scored by the LLM")
-    fusion: Literal["llm_first", "weighted"] = opt(
-        "llm_first", "llm_first (LLM picks ranked first, rest by backbone) | weighted"
+    top_n: int = opt(20, "rank / rerank: K, the backbone's top-K candidates scored by the LLM")
+    fusion: Literal["calibrated", "llm_first", "weighted"] = opt(
+        "calibrated",
+        "calibrated (w * LLM log-softmax + (1 - w) * backbone log-softmax(s / T), T and w fit on held-out "
+        "training users, w = 0 in the grid) | llm_first (LLM picks first) | weighted (fixed fusion_weight)",
     )
     fusion_weight: float = opt(0.5, "weighted fusion: w * LLM log-prob + (1 - w) * backbone log-prob")
+    fusion_weights: list[float] = opt(
+        factory=lambda: [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
+        help="calibrated: grid of LLM weights tried on the held-out users (must include 0 = backbone alone)",
+    )
+    fusion_holdout_users: int = opt(
+        100, "training users (seeded) never fine-tuned on: fit T and w (calibrated), rank valid loss"
+    )
+    rank_train_missing: Literal["drop", "insert"] = opt(
+        "drop", "rank fine-tune: a target outside the top K is dropped, or replaces the K-th candidate"
+    )
+    rank_chunk_tokens: int = opt(4096, "rank: at most rows x longest prompt tokens per forward pass")
     backbone: str = opt("graph", "system whose scores fill the ranking and resolve shared titles")
     backbone_dir: str = opt(
         "", "its trained state; empty = <run_dir>/graph (graph) or <run_dir>/systems/<name>", path=True
@@ -65,7 +81,7 @@ class GroundingConfig:
     length_penalty: float = opt(0.0, "beam search: score = sum log-prob / length ** this (0 = plain sum)")
     free_max_new_tokens: int = opt(64, "free generation: new tokens per output")
     rerank_length_norm: Literal["sum", "mean"] = opt(
-        "sum", "rerank score of a title: sum or mean of its token log-probs"
+        "mean", "rerank score of a title: mean (length-neutral) or sum of its token log-probs"
     )
     rerank_append_eos: bool = opt(True, "rerank: include log p(eos | title) (the title is complete)")
     rerank_chunk: int = opt(
@@ -88,6 +104,22 @@ class GroundingConfig:
             )
         if not 0.0 <= self.fusion_weight <= 1.0:
             raise ValueError(f"fusion_weight must be in [0, 1], got {self.fusion_weight}")
-        for name in ("num_beams", "top_n", "free_max_new_tokens", "rerank_chunk", "rerank_chunk_tokens"):
+        if self.fusion == "calibrated" and 0.0 not in self.fusion_weights:
+            raise ValueError(f"fusion_weights must include 0 (the backbone alone), got {self.fusion_weights}")
+        if any(not 0.0 <= w <= 1.0 for w in self.fusion_weights):
+            raise ValueError(f"fusion_weights must lie in [0, 1], got {self.fusion_weights}")
+        if self.rank_train_missing not in MISSING_TARGET:
+            raise ValueError(f"rank_train_missing must be one of {list(MISSING_TARGET)}")
+        if self.fusion_holdout_users < 0:
+            raise ValueError("fusion_holdout_users must be >= 0")
+        names = (
+            "num_beams",
+            "top_n",
+            "free_max_new_tokens",
+            "rerank_chunk",
+            "rerank_chunk_tokens",
+            "rank_chunk_tokens",
+        )
+        for name in names:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

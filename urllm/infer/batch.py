@@ -1,4 +1,4 @@
-"""Batch LLM inference, on one process or many: ``accelerate launch -m urllm.infer.batch --config C``.
+"""Batch LLM inference, on one process or many: ``urllm infer --config C`` (recipe :mod:`urllm.recipes.infer`).
 
 Records are processed in rounds of ``batch_size x num_processes``: each round is split between the
 processes (``split_between_processes(apply_padding=True)`` so every process runs the same number of
@@ -7,28 +7,24 @@ process appends them to the run's JSONL and flushes. A killed run therefore lose
 and the next launch skips every record already in the JSONL. Without ``accelerate launch`` it runs as
 a single process (also how :mod:`urllm.infer.system` fills in missing records).
 
-    accelerate launch -m urllm.infer.batch --config configs/art_office.yaml --systems urllm,urllm-no-grounding
+    urllm infer --config configs/art_office.yaml --systems urllm,urllm-no-grounding
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from urllm.data.schema import Record, TwoDomainData
-from urllm.infer.jobs import ScoreFn, build_jobs, prompts_file, record_key, select_records
+from urllm.infer.jobs import ScoreFn, build_jobs, build_rank_jobs, prompts_file, record_key, select_records
 from urllm.infer.store import JsonlStore
 from urllm.infer.variants import (
-    SYSTEM_NAMES,
     Variant,
     backbone_dir,
     out_path,
     prompts_dir,
     run_settings,
-    variant_for,
 )
 
 logger = logging.getLogger(__name__)
@@ -76,15 +72,17 @@ def run_inference(
     split: str,
     variant: Variant,
     records: Sequence[Record] | None = None,
-    backbone: ScoreFn | None = None,
+    backbone=None,
     llm: tuple | None = None,
     state=None,
 ) -> Path:
     """Fill the JSONL of ``variant`` on ``split`` for ``records`` (default: the ``infer.limit`` subset).
 
     Args:
-        backbone: ``score(records, domain)`` for re-ranking candidates missing from the prompts parquet;
-            built from ``grounding.backbone`` when needed and not given.
+        backbone: the backbone system (or a bare ``score(records, domain)``) ranking the candidates
+            (rank mode; re-ranking when the parquet lacks them); fitted from ``grounding.backbone`` on
+            first use when not given. Training records (``split="train"``: held-out users of the fusion
+            fit) are scored out of fold, like the fine-tune's lists.
         llm: ``(model, tokenizer, adapter)`` to use instead of loading ``cfg.llm`` (tests, benchmarks).
         state: an ``accelerate.PartialState``; default: the current one (a single process when not launched).
     Returns:
@@ -101,7 +99,10 @@ def run_inference(
     records = list(records) if records is not None else select_records(data.records(split), cfg.infer.limit)
     path = out_path(cfg, split, variant)
     pdir = prompts_dir(cfg, variant)
-    parquet = prompts_file(pdir, split, cfg.infer.prompt_source)
+    # prompts.n_neighbours=0: no neighbours by configuration, so history-only prompts are not a fallback
+    parquet = prompts_file(
+        pdir, split, cfg.infer.prompt_source, variant.retrieval and cfg.prompts.n_neighbours > 0
+    )
     adapter = llm[2] if llm is not None else adapter_path(cfg)
     store = JsonlStore(path, run_settings(cfg, variant, parquet, adapter))
     if state.is_main_process:
@@ -118,12 +119,15 @@ def run_inference(
     if llm is None:
         llm = load_llm(cfg, state.device)
     model, tokenizer, _ = llm
-    top_n = cfg.grounding.top_n if variant.mode == "rerank" else 0
-    if top_n and backbone is None and not _parquet_has_candidates(parquet):
-        backbone = fitted_backbone(cfg, data).score
-    jobs = build_jobs(
-        pending, cat, parquet, tokenizer, cfg.prompts, cfg.llm.use_chat_template, top_n, backbone
-    )
+    bb = _Backbone(cfg, data, backbone, out_of_fold=split == "train")
+    if variant.mode == "rank":
+        if bb.fn is not None:
+            raise TypeError("rank mode needs the backbone system (score / score_out_of_fold), not a function")
+        jobs = build_rank_jobs(pending, data, parquet, tokenizer, cfg, bb.get(), out_of_fold=split == "train")
+    else:
+        top_n = cfg.grounding.top_n if variant.mode == "rerank" else 0
+        # the backbone fills in candidates the parquet lacks (e.g. prompts.n_candidates=0), fitted lazily
+        jobs = build_jobs(pending, cat, parquet, tokenizer, cfg.prompts, cfg.llm.use_chat_template, top_n, bb)
     cache_dir = Path(cfg.grounding.cache_dir) if cfg.grounding.cache_dir else cfg.run_path / "grounding"
     emb = shared_title_embeddings(cfg, cat.n_items) if variant.mode == "free" else None
     with state.main_process_first():  # the first process fills the title-embedding cache, the others read it
@@ -174,49 +178,3 @@ def _dedupe(rows: list[dict]) -> list[dict]:
             seen.add(row["key"])
             out.append(row)
     return out
-
-
-def _parquet_has_candidates(parquet: Path | None) -> bool:
-    if parquet is None:
-        return False
-    import pyarrow.parquet as pq
-
-    return "candidates" in pq.read_schema(parquet).names
-
-
-def main(argv: list[str] | None = None, data_loader: Callable | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="urllm.infer.batch", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", required=True, help="YAML config file (see configs/)")
-    parser.add_argument("--split", default="valid", choices=["train", "valid", "test"])
-    parser.add_argument("--systems", default="urllm", help=f"comma-separated, of: {', '.join(SYSTEM_NAMES)}")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
-    args = parser.parse_args(argv)
-
-    import torch
-    from accelerate import PartialState
-
-    from urllm.config import load_config
-    from urllm.data.load import load_data_from_config
-
-    # cpu=True when there is no GPU: several CPU processes (torchrun) then form a gloo group
-    state = PartialState(cpu=not torch.cuda.is_available())
-    logging.basicConfig(
-        level=logging.INFO if state.is_main_process else logging.WARNING,
-        format=f"%(asctime)s %(levelname)s [{state.process_index}] %(name)s: %(message)s",
-    )
-    cfg = load_config(args.config, args.overrides)
-    if cfg.infer.threads:
-        torch.set_num_threads(cfg.infer.threads)
-    variants = list(dict.fromkeys(variant_for(s.strip(), cfg) for s in args.systems.split(",") if s.strip()))
-    data = (data_loader or load_data_from_config)(cfg.data)
-    data.records(args.split)  # fail early on a missing split
-    runs = {(v.mode, v.retrieval): v for v in variants}  # no-grounding shares the free run
-    for v in runs.values():
-        path = run_inference(cfg, data, args.split, v, state=state)
-        if state.is_main_process:
-            logger.info("wrote %s", path)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

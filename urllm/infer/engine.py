@@ -5,7 +5,9 @@ Row fields (all modes): ``key``, ``user``, ``domain``, ``target`` (for alignment
   constrained / free: ``outputs`` [{text, score}] (raw generations, log-likelihood incl. eos) and
       ``grounded`` [Grounded dict] (the trie's items, or what the refiner did with each output);
   rerank: ``candidates`` (global ids, backbone order), ``candidate_scores`` (sum of token
-      log-probs) and ``candidate_tokens`` (tokens scored, for mean normalisation).
+      log-probs) and ``candidate_tokens`` (tokens scored, for mean normalisation);
+  rank: ``candidates`` (global ids, backbone order = list order) and ``label_logprobs`` (next-token
+      log-probability of each candidate's label after the prompt, one forward pass).
 Fusion with the backbone happens later, at scoring time (:mod:`urllm.infer.system`).
 """
 
@@ -19,6 +21,7 @@ from urllm.configuration import ConfigError
 from urllm.data.schema import Catalogue
 from urllm.grounding.config import GroundingConfig
 from urllm.grounding.decode import constrained_beams, free_outputs
+from urllm.grounding.listwise import label_logprobs
 from urllm.grounding.refiner import Grounded, Refiner
 from urllm.grounding.rerank import score_cached
 from urllm.grounding.trie import build_domain_tries, tokenize_titles
@@ -48,7 +51,23 @@ def load_llm(cfg, device) -> tuple:
     adapter = adapter_path(cfg)
     logger.info("LLM %s, adapter %s, on %s", cfg.llm.model, adapter or "none (base model)", device)
     model, tokenizer = load_finetuned(cfg.llm, adapter, device.type)
-    return model.to(device).eval(), tokenizer, adapter
+    model = model.to(device).eval()
+    if cfg.llm.quantize == "int8":
+        model = quantize_int8(model)
+    return model, tokenizer, adapter
+
+
+def quantize_int8(model):
+    """Dynamic int8 quantisation of every ``nn.Linear`` (CPU inference; weights int8, activations fp32).
+
+    The tied embedding stays fp32 (an ``nn.Embedding``); the output projection, a Linear sharing its
+    weight, gets its own int8 copy.
+    """
+    import torch
+
+    if next(model.parameters()).device.type != "cpu":
+        raise ConfigError("llm.quantize=int8 is CPU-only (torch dynamic quantisation)")
+    return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 def _device(device):
@@ -144,6 +163,18 @@ class Engine:
                 texts = self.tok.batch_decode([list(o.tokens) for o in per], skip_special_tokens=True)
                 row["outputs"] = [{"text": t, "score": o.score} for t, o in zip(texts, per, strict=True)]
                 row["grounded"] = [g.to_dict() for g in self.refiner.ground_many(texts, [d] * len(texts))]
+        elif self.mode == "rank":
+            lps = label_logprobs(
+                self.model,
+                prompts,
+                [j.label_ids for j in jobs],
+                self.pad,
+                max_rows=c.rerank_chunk,
+                max_tokens=c.rank_chunk_tokens,
+            )
+            for row, j, lp in zip(rows, jobs, lps, strict=True):
+                row["candidates"] = list(j.candidates)
+                row["label_logprobs"] = lp.tolist()
         elif self.mode == "rerank":
             titles = [
                 [ids + [self.eos] if c.rerank_append_eos else ids for ids in self.title_ids(j.candidates)]

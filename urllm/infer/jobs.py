@@ -1,7 +1,10 @@
 """Inference jobs: one prompt (and, for re-ranking, the backbone's candidates) per record.
 
-Prompts come from the prompts stage (``<prompts_dir>/{split}.parquet``, see the contracts) or, when it
-has not run, from :func:`history_prompts`: the same builder without similar users (no retrieval).
+Prompts come from the prompts stage (``<prompts_dir>/{split}.parquet``, see the contracts). A missing
+parquet is an error naming the command that builds it, except for the no-retrieval variant (or
+``infer.prompt_source: history``), whose prompts are by definition :func:`history_prompts`: the same
+builder without similar users. Listwise jobs (mode ``rank``, :func:`build_rank_jobs`) re-render the
+prompt with the backbone's top K appended, reading the neighbours the prompts stage chose.
 A record is identified by :func:`record_key` (user, target domain, target): rows of the parquet and of
 the inference JSONL are matched by it, so any subset of records can be scored.
 """
@@ -29,6 +32,7 @@ class Job:
     record: Record
     prompt: str
     candidates: list[int] = field(default_factory=list)
+    label_ids: list[int] = field(default_factory=list)  # rank: token id of each candidate's label
 
 
 def record_key(record: Record, catalogue: Catalogue) -> str:
@@ -78,18 +82,23 @@ def _read_parquet(path: Path) -> dict[str, list]:
     return cols
 
 
-def prompts_file(prompts_dir: Path, split: str, source: str) -> Path | None:
-    """The parquet to read, or None for history-only prompts; fails when ``source=parquet`` and it is absent."""
+def prompts_file(prompts_dir: Path, split: str, source: str, retrieval: bool = True) -> Path | None:
+    """The parquet to read, or None for history-only prompts.
+
+    A retrieval-augmented system never falls back to history-only prompts (it would silently become its
+    own no-retrieval ablation): without the parquet it is an error naming the command that builds it.
+    """
     path = prompts_dir / f"{split}.parquet"
     if source == "history":
         return None
     if path.is_file():
         return path
-    if source == "parquet":
+    if source == "parquet" or retrieval:
         raise DataError(
-            f"{path}: prompt dataset not found (run the prompts stage, or set infer.prompt_source=history)"
+            f"{path}: prompt dataset not found; build it with `urllm prompts build --config CONFIG` "
+            "(or `urllm pipeline`), or set infer.prompt_source=history to score history-only prompts"
         )
-    logger.warning("%s not found: using history-only prompts (infer.prompt_source=auto)", path)
+    logger.info("%s not found: the no-retrieval variant renders history-only prompts", path)
     return None
 
 
@@ -143,3 +152,40 @@ def build_jobs(
         if bad:
             raise DataError(f"candidates of record {keys[i]} hold items outside its target domain: {bad[:3]}")
     return [Job(k, r, p, c) for k, r, p, c in zip(keys, records, prompts, cands, strict=True)]
+
+
+def build_rank_jobs(
+    records: Sequence[Record],
+    data,
+    parquet: Path | None,
+    tokenizer,
+    cfg,
+    backbone,
+    out_of_fold: bool = False,
+    neighbour_ids: Sequence[Sequence[str]] | None = None,
+) -> list[Job]:
+    """Listwise jobs: the backbone's top ``grounding.top_n`` in backbone order behind one-token labels.
+
+    Args:
+        backbone: a fitted system (``score``; ``score_out_of_fold`` used when ``out_of_fold``).
+        out_of_fold: the records are training users' (held-out fusion fit): score them leave-user-out,
+            as the fine-tune's lists were made.
+        neighbour_ids: per record, similar users to show (live records); default: the parquet's.
+    """
+    from urllm.prompts.rank import RankPrompts, backbone_candidates, parquet_neighbours
+
+    check_unique(records, data.catalogue)
+    k = cfg.grounding.top_n
+    maker = RankPrompts(cfg, data, tokenizer, k)
+    if neighbour_ids is None:
+        neighbour_ids = parquet_neighbours(parquet, records, data.catalogue)
+    cands, exact = backbone_candidates(backbone, records, data, k, out_of_fold)
+    if out_of_fold and not exact:
+        logger.warning(
+            "backbone %s has no score_out_of_fold: held-out lists are in-sample", cfg.grounding.backbone
+        )
+    jobs = []
+    for r, nbrs, c in zip(records, neighbour_ids, cands, strict=True):
+        built = maker.build(r, nbrs, c)
+        jobs.append(Job(record_key(r, data.catalogue), r, built.text, list(c), maker.label_ids[: len(c)]))
+    return jobs

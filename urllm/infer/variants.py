@@ -6,7 +6,7 @@ and keeps only exact in-domain titles.
 
 | system               | mode                  | prompts             | grounding          |
 |----------------------|-----------------------|---------------------|--------------------|
-| urllm                | grounding.mode        | retrieval-augmented | trie / refiner     |
+| urllm                | grounding.mode (rank) | retrieval-augmented | backbone top-K     |
 | urllm-constrained    | constrained           | retrieval-augmented | trie               |
 | urllm-free           | free                  | retrieval-augmented | refiner            |
 | urllm-rerank         | rerank                | retrieval-augmented | backbone top-N     |
@@ -104,6 +104,7 @@ def run_settings(cfg, variant: Variant, parquet: Path | None, adapter: Path | No
         "constrained": ("num_beams", "length_penalty"),
         "free": ("num_beams", "length_penalty", "free_max_new_tokens", "refiner"),
         "rerank": ("top_n", "rerank_append_eos", "backbone"),
+        "rank": ("top_n", "backbone", "backbone_dir"),
     }[variant.mode]
     settings = {
         "mode": variant.mode,
@@ -115,6 +116,6 @@ def run_settings(cfg, variant: Variant, parquet: Path | None, adapter: Path | No
         "prompts_digest": file_digest(parquet),
         "grounding": {k: to_dict(getattr(g, k)) for k in mode_keys},
     }
-    if parquet is None:
+    if parquet is None or variant.mode == "rank":  # rank re-renders every prompt with its candidates
         settings["prompt_config"] = to_dict(cfg.prompts)
     return settings

@@ -28,12 +28,20 @@ class Example:
     truncated: bool = False
 
 
-def _token_ids(tokenizer, prompt: str, completion: str) -> tuple[list[int], list[int]]:
-    """Prompt ids and completion ids + EOS, each encoded without added special tokens."""
-    if tokenizer.eos_token_id is None:
+def _token_ids(tokenizer, prompt: str, completion: str, eos: bool = True) -> tuple[list[int], list[int]]:
+    """Prompt ids and completion ids (+ EOS when ``eos``), each encoded without added special tokens.
+
+    A listwise completion (``eos=False``) is one label token: the loss is the cross-entropy of the
+    target's label at the prompt's last position, exactly the distribution read at inference.
+    """
+    if eos and tokenizer.eos_token_id is None:
         raise ValueError("the tokenizer has no EOS token; the completion could not be closed")
     p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    c = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    c = tokenizer(completion, add_special_tokens=False)["input_ids"] + (
+        [tokenizer.eos_token_id] if eos else []
+    )
+    if not c:
+        raise ValueError(f"empty completion after prompt {prompt[-60:]!r}")
     return p, c
 
 
@@ -48,18 +56,23 @@ def _example(p: list[int], c: list[int], max_length: int, completion: str) -> Ex
     return Example(input_ids=p + c, labels=[IGNORE] * len(p) + c, truncated=truncated)
 
 
-def encode_example(tokenizer, prompt: str, completion: str, max_length: int) -> Example:
+def encode_example(tokenizer, prompt: str, completion: str, max_length: int, eos: bool = True) -> Example:
     """Tokens of ``prompt + completion + EOS`` with the prompt masked out of the labels.
 
     An example longer than ``max_length`` keeps its newest tokens: the prompt loses its oldest tokens
     (the completion is never cut) and is flagged ``truncated``; a completion that alone needs
     ``max_length`` tokens is an error, since no prompt token would be left to condition on.
     """
-    return _example(*_token_ids(tokenizer, prompt, completion), max_length, completion)
+    return _example(*_token_ids(tokenizer, prompt, completion, eos), max_length, completion)
 
 
 def encode_all(
-    tokenizer, prompts: Sequence[str], completions: Sequence[str], max_length: int, overflow: str = "drop"
+    tokenizer,
+    prompts: Sequence[str],
+    completions: Sequence[str],
+    max_length: int,
+    overflow: str = "drop",
+    eos: bool = True,
 ) -> list[Example]:
     """Encode every pair; examples over ``max_length`` are dropped or truncated (``overflow``), and counted.
 
@@ -73,7 +86,7 @@ def encode_all(
     examples = []
     n_over = 0
     for prompt, completion in zip(prompts, completions, strict=True):
-        p, c = _token_ids(tokenizer, prompt, completion)
+        p, c = _token_ids(tokenizer, prompt, completion, eos)
         if len(p) + len(c) > max_length:
             n_over += 1
             if overflow == "drop":

@@ -29,3 +29,7 @@ class LLMConfig:
         "auto", "auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16"
     )
     use_chat_template: bool = opt(True, "render prompts with the tokenizer's chat template when it has one")
+    quantize: Literal["none", "int8"] = opt(
+        "none",
+        "inference on CPU: int8 = dynamic int8 quantisation of every nn.Linear (weights int8, fp32 out)",
+    )

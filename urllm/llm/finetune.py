@@ -1,9 +1,9 @@
 """LoRA fine-tuning of the causal LM on the prompt datasets, with the loss on the completion only.
 
-The same script runs on CPU, one GPU or many (DDP) through ``accelerate``::
+The same code runs on CPU, one GPU or many (DDP) through ``accelerate``; the entry point is the recipe
+:mod:`urllm.recipes.finetune`::
 
-    accelerate launch --config_file configs/accelerate/cpu.yaml -m urllm.llm.finetune \
-        --config configs/art_office.yaml [key=value ...]
+    urllm finetune --config configs/art_office.yaml [key=value ...]
 
 Reads ``<prompts_dir>/{train,valid}.parquet`` and writes into ``<output_dir>``: ``train_log.jsonl``,
 ``checkpoint/`` (resumable), ``adapter/`` (PEFT adapter + tokenizer + resolved ``config.yaml``) and
@@ -12,18 +12,16 @@ Reads ``<prompts_dir>/{train,valid}.parquet`` and writes into ``<output_dir>``: 
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-from urllm.config import Config, load_config, save_config
+from urllm.config import Config, save_config
 from urllm.data.schema import DataError
 from urllm.llm.collate import Collator, Example, completion_loss_sum, encode_all
 from urllm.llm.train_state import (
@@ -44,7 +42,28 @@ SUMMARY = "summary.json"
 
 
 def prompts_dir(cfg: Config) -> Path:
-    return Path(cfg.finetune.prompts_dir) if cfg.finetune.prompts_dir else cfg.run_path / "prompts"
+    if cfg.finetune.prompts_dir:
+        return Path(cfg.finetune.prompts_dir)
+    return cfg.run_path / ("prompts-rank" if cfg.finetune.task == "rank" else "prompts")
+
+
+def ensure_rank_data(cfg: Config, tokenizer) -> Path:
+    """``<run_dir>/prompts-rank/{train,valid}.parquet`` (built once from the backbone's out-of-fold lists)."""
+    from urllm.data.load import load_data_from_config
+    from urllm.infer.batch import fitted_backbone
+    from urllm.infer.variants import prompts_dir as infer_prompts_dir
+    from urllm.infer.variants import variant_for
+    from urllm.prompts.rank import write_rank_datasets
+
+    out = prompts_dir(cfg)
+    if (out / "train.parquet").is_file() and (out / "stats.json").is_file():
+        return out
+    data = load_data_from_config(cfg.data)
+    backbone = fitted_backbone(cfg, data)
+    write_rank_datasets(
+        cfg, data, out, backbone, tokenizer, infer_prompts_dir(cfg, variant_for("urllm", cfg))
+    )
+    return out
 
 
 def output_dir(cfg: Config) -> Path:
@@ -128,14 +147,18 @@ def finetune(cfg: Config) -> dict:
         torch.set_num_threads(ft.cpu_threads)
     set_seed(cfg.seed)
 
+    if ft.task == "rank":
+        with accelerator.main_process_first():
+            ensure_rank_data(cfg, load_tokenizer(cfg.llm))
     src = prompts_dir(cfg)
     train = load_prompts(src / "train.parquet", ft.max_train_prompts, cfg.seed)
     valid = load_prompts(src / "valid.parquet", ft.max_valid_prompts, cfg.seed)
     with accelerator.main_process_first():  # the first load may convert the GGUF: do it once
         tokenizer = load_tokenizer(cfg.llm)
         model = build_lora_model(cfg, device.type)
-    train_ex = encode_all(tokenizer, train["prompt"], train["completion"], ft.max_length, ft.overflow)
-    valid_ex = encode_all(tokenizer, valid["prompt"], valid["completion"], ft.max_length, ft.overflow)
+    eos = ft.task == "title"  # a listwise completion is one label token
+    train_ex = encode_all(tokenizer, train["prompt"], train["completion"], ft.max_length, ft.overflow, eos)
+    valid_ex = encode_all(tokenizer, valid["prompt"], valid["completion"], ft.max_length, ft.overflow, eos)
     if not train_ex:
         raise DataError(
             f"{src / 'train.parquet'}: no training example fits finetune.max_length={ft.max_length}"
@@ -310,25 +333,3 @@ def _finish(
         logger.info("adapter saved to %s: %s", out / ADAPTER, summary)
     accelerator.wait_for_everyone()
     return summary
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="urllm.llm.finetune", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", required=True, help="YAML config file (see configs/)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
-    )
-    from urllm.configuration import ConfigError
-
-    try:
-        finetune(load_config(args.config, args.overrides))  # logs its summary with the adapter path
-    except (ConfigError, DataError) as exc:
-        logger.error("%s", exc)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

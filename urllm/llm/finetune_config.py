@@ -18,7 +18,16 @@ LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_pr
 class FinetuneConfig:
     """What ``accelerate launch -m urllm.llm.finetune`` trains and how."""
 
-    prompts_dir: str = opt("", "folder with {train,valid}.parquet; empty = <run_dir>/prompts", path=True)
+    task: Literal["rank", "title"] = opt(
+        "rank",
+        "rank: the listwise ranker (completion = the target's one-token label, no EOS; data built from the "
+        "backbone's out-of-fold lists into <run_dir>/prompts-rank) | title: generate the target's title + EOS",
+    )
+    prompts_dir: str = opt(
+        "",
+        "folder with {train,valid}.parquet; empty = <run_dir>/prompts-rank (rank) or <run_dir>/prompts",
+        path=True,
+    )
     output_dir: str = opt("", "checkpoint, log and adapter folder; empty = <run_dir>/finetune", path=True)
     # LoRA
     lora_r: int = opt(8, "LoRA rank")

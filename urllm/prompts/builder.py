@@ -25,6 +25,7 @@ from typing import Any
 
 from urllm.configuration import ConfigError
 from urllm.data.schema import Catalogue, Record
+from urllm.grounding.listwise import head_words
 from urllm.prompts.config import PromptConfig
 
 logger = logging.getLogger(__name__)
@@ -116,14 +117,34 @@ class PromptBuilder:
             return self._prefix + body + self._suffix
         return self._render_chat(body)
 
+    def title(self, item: int) -> str:
+        """The item's title as prompts show it: its first ``title_max_words`` words."""
+        return head_words(self.cat.titles[item], self.cfg.title_max_words)
+
     def _line(self, item: int) -> str:
         d = int(self.cat.item_domain[item])
         return self.cfg.item_line.format(
-            tag=self.cat.domains[d], domain=self.names[d], title=self.cat.titles[item]
+            tag=self.cat.domains[d], domain=self.names[d], title=self.title(item)
         )
 
-    def body(self, record: Record, neighbour_items: list[list[_Item]], history: list[_Item]) -> str:
-        """The user turn; empty sections are left out."""
+    def candidate_block(self, domain: int, candidates: Sequence[int], labels: Sequence[str]) -> str:
+        """The listwise section: one ``rank_line`` per candidate, behind its one-token label."""
+        c = self.cfg
+        lines = [c.rank_header.format(domain=self.names[domain])]
+        lines += [
+            c.rank_line.format(label=lab, title=self.title(i))
+            for i, lab in zip(candidates, labels, strict=True)
+        ]
+        return "\n".join(lines)
+
+    def body(
+        self,
+        record: Record,
+        neighbour_items: list[list[_Item]],
+        history: list[_Item],
+        candidates: str = "",
+    ) -> str:
+        """The user turn; empty sections are left out. ``candidates``: a :meth:`candidate_block`."""
         c = self.cfg
         dom = self.names[record.domain]
         parts = [c.instruction.format(domain=dom)]
@@ -140,7 +161,11 @@ class PromptBuilder:
             parts.append(
                 c.history_header.format(domain=dom) + "\n" + "\n".join(self._line(x.item) for x in history)
             )
-        parts.append(c.request.format(domain=dom))
+        if candidates:
+            parts.append(candidates)
+            parts.append(c.rank_request.format(domain=dom))
+        else:
+            parts.append(c.request.format(domain=dom))
         return "\n\n".join(parts)
 
     # ------------------------------------------------------------------ selection and budget
@@ -218,14 +243,24 @@ class PromptBuilder:
             m = hi
         return m, *exact[m]
 
-    def build(self, record: Record, neighbours: Sequence[tuple[str, Sequence[int]]]) -> BuiltPrompt:
+    def build(
+        self,
+        record: Record,
+        neighbours: Sequence[tuple[str, Sequence[int]]],
+        candidates: Sequence[int] = (),
+        labels: Sequence[str] = (),
+    ) -> BuiltPrompt:
         """Render the prompt of ``record`` with the first ``n_neighbours`` of ``neighbours``.
 
         Args:
             record: the query; only its ``history`` and target ``domain`` are read (never its target).
             neighbours: (user id, training sequence) of similar training users, most similar first.
+            candidates: listwise ranking (grounding mode ``rank``): items listed last, in this order,
+                behind ``labels``; the request then asks for a label. The list is never cut by the
+                budget (only neighbours' and history items are).
         """
         c = self.cfg
+        block = self.candidate_block(record.domain, candidates, labels) if len(candidates) else ""
         per_nbr: list[list[_Item]] = []
         drop_keys: list[tuple[tuple, _Item]] = []
         known = set(record.history) if c.skip_known_items else set()
@@ -255,6 +290,7 @@ class PromptBuilder:
                     record,
                     [[x for x in items if id(x) not in gone] for items in per_nbr],
                     [x for x in history if id(x) not in gone],
+                    block,
                 )
             )
 

@@ -71,6 +71,15 @@ class PromptConfig:
     request: str = opt(
         "Recommend a new {domain} item for this user. Answer with its title only.", "last paragraph"
     )
+    title_max_words: int = opt(
+        0, "titles in prompts are cut to their first N words (their informative head); 0 = whole titles"
+    )
+    rank_header: str = opt("Candidate {domain} items:", "heading of the listwise candidates (mode rank)")
+    rank_line: str = opt("{label}. {title}", "one candidate: its one-token label and its title")
+    rank_request: str = opt(
+        "Which candidate will this user buy next? Answer with its letter only.",
+        "last paragraph of a listwise prompt (replaces request)",
+    )
     plain_template: str = opt(
         "{system}\n\n### Instruction:\n{body}\n\n### Response:\n",
         "used when the tokenizer has no chat template or llm.use_chat_template is false",
@@ -86,6 +95,7 @@ class PromptConfig:
             "max_history_items",
             "min_history_items",
             "n_candidates",
+            "title_max_words",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -98,6 +108,9 @@ class PromptConfig:
             "history_header": {"domain": "x"},
             "item_line": {"tag": "x", "domain": "x", "title": "t"},
             "request": {"domain": "x"},
+            "rank_header": {"domain": "x"},
+            "rank_line": {"label": "A", "title": "t"},
+            "rank_request": {"domain": "x"},
             "plain_template": {"system": "s", "body": "b"},
         }
         for name, fields in checks.items():
