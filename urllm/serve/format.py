@@ -17,7 +17,8 @@ def format_answer(ans: dict[str, Any]) -> str:
     """The top-k, then the evidence: history, neighbours, candidates with their scores, grounding."""
     who = f"user {ans['user']}" if ans.get("user") is not None else "a typed history"
     lines = [f"top {ans['k']} {ans['domain']} items for {who} ({ans['system']}):"]
-    width = max((len(it["title"]) for it in ans["items"]), default=10)
+    shown = [*ans["items"], *(ans.get("evidence") or {}).get("candidates", [])]
+    width = max((len(it["title"]) for it in shown), default=10)
     for rank, it in enumerate(ans["items"], start=1):
         lines.append(f"  {rank:>3}. {it['title']:<{width}}  id {it['id']:>6}  score {_score(it['score'])}")
     ev = ans.get("evidence")
