@@ -52,7 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     prep_s = time.perf_counter() - t0
     torch.manual_seed(cfg.seed)
     ranges = [(r.start, r.stop) for r in (cat.domain_range(0), cat.domain_range(1))]
-    model = DualGraphEncoder(gcfg, ranges, graphs)
+    text = None
+    if gcfg.semantic_dim and gcfg.text_features:  # the cached MiniLM item-text embeddings (not timed)
+        from urllm.graph.semantic import item_text_embeddings
+
+        text = torch.from_numpy(item_text_embeddings(cat.titles, cat.texts, gcfg.text_model))
+    model = DualGraphEncoder(gcfg, ranges, graphs, text)
     acc = Accelerator(cpu=gcfg.device == "cpu")
     opt = optimizer(model, gcfg)
     wrapped, opt = acc.prepare(model, opt)

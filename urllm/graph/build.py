@@ -95,7 +95,8 @@ def fold_graphs(
     records: Sequence[Record], item_domain: np.ndarray, symmetric: bool, folds: int
 ) -> dict[str, torch.Tensor]:
     """``cross_k`` and ``intra_k`` for k < ``folds``: the row-normalised graphs without the sequences
-    of fold k (user ``i`` of :func:`training_sequences` is in fold ``i % folds``)."""
+    of fold k (user ``i`` of :func:`training_sequences` is in fold ``i % folds``); ``counts_0`` and
+    ``counts_rev_0``: the transition counts without fold 0 (the held-out users')."""
     n = len(item_domain)
     seqs = training_sequences(records)
     out = {}
@@ -103,6 +104,10 @@ def fold_graphs(
         rest = [s for i, s in enumerate(seqs) if i % folds != k]
         out[f"cross_{k}"] = transition_graph(rest, n, symmetric)
         out[f"intra_{k}"] = transition_graph(domain_split(rest, item_domain), n, symmetric)
+        if k == 0:  # the held-out fold's users are scored with the prior counts of the other folds
+            ei = transition_edges(domain_split(rest, item_domain))
+            out["counts_0"] = csr(ei, torch.ones(ei.shape[1]), (n, n))
+            out["counts_rev_0"] = csr(ei.flip(0), torch.ones(ei.shape[1]), (n, n))
     return out
 
 

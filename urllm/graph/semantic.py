@@ -7,6 +7,11 @@ domain (``arts``, ``office``: such words carry no information and would dominate
 The second view embeds titles with a sentence-embedding model (all-MiniLM-L6-v2, shipped in an installed
 package, loaded offline with ``transformers``: mean pooling over tokens, L2-normalised) and links each
 item to its ``k`` most similar items of the same domain. Embeddings are cached as ``.npy``.
+
+:func:`item_text_embeddings` embeds every item's title *and* attribute words ("title. attributes") with the
+same model, through :mod:`urllm.grounding.embed` (its MiniLM loader and its cache keyed by a hash of the
+model name and every item's text, i.e. of the item files' content): the node features of the semantic
+side (``graph.text_features``).
 """
 
 from __future__ import annotations
@@ -133,3 +138,40 @@ def knn_graph(emb: np.ndarray, item_domain: np.ndarray, k: int, chunk: int = 204
         return csr(torch.zeros(2, 0, dtype=torch.long), torch.zeros(0), (n, n))
     ei = torch.stack([torch.cat(rows), torch.cat(cols)])
     return row_normalised(ei, torch.ones(ei.shape[1]), (n, n))
+
+
+def item_texts(titles: Sequence[str], texts: Sequence[str]) -> list[str]:
+    """One string per item: its title, then its attribute words (category path + brand)."""
+    return [f"{t}. {a}" if a else t for t, a in zip(titles, texts, strict=True)]
+
+
+def text_cache_dir() -> Path:
+    """Where item-text embeddings are cached: ``$URLLM_CACHE/item_text`` (default ``~/.cache/urllm``)."""
+    import os
+
+    return Path(os.environ.get("URLLM_CACHE", "~/.cache/urllm")).expanduser() / "item_text"
+
+
+def item_text_embeddings(
+    titles: Sequence[str], texts: Sequence[str], package: str, cache_dir: Path | None = None
+) -> np.ndarray:
+    """(N, 384) float32 unit MiniLM embeddings of ``item_texts``; cached under ``cache_dir`` (default
+    :func:`text_cache_dir`) by a hash of the model name and all item texts, so every run reuses them."""
+    from urllm.grounding.config import RefinerConfig
+    from urllm.grounding.embed import MiniLMEncoder, cached_embeddings
+
+    model_dir(package)  # a one-line ConfigError naming graph.text_model when the package is missing
+    cfg = RefinerConfig(embedding_package=package)
+    strings = item_texts(titles, texts)
+    name = f"{package}/{cfg.embedding_subdir}/max{cfg.embed_max_tokens}"
+
+    class Lazy:  # the model is loaded only when the cache misses
+        def __call__(self, batch: Sequence[str]) -> np.ndarray:
+            # texts of similar length share a batch: little padding (item texts are 24-85 word pieces)
+            order = np.argsort([len(t) for t in batch], kind="stable")
+            emb = MiniLMEncoder(cfg)([batch[i] for i in order])
+            out = np.empty_like(emb)
+            out[order] = emb
+            return out
+
+    return cached_embeddings(Lazy(), strings, cache_dir or text_cache_dir(), name)

@@ -29,12 +29,11 @@ from urllm.graph.build import (
     csr_from_dict,
     csr_to_dict,
     fold_graphs,
-    training_sequences,
 )
 from urllm.graph.config import GraphConfig
 from urllm.graph.model import DualGraphEncoder
-from urllm.graph.semantic import attribute_graph, embed_titles, knn_graph
-from urllm.graph.train import MODEL_FILE, calibration_records, scores_in_batches, signature, train
+from urllm.graph.semantic import attribute_graph, embed_titles, item_text_embeddings, knn_graph
+from urllm.graph.train import MODEL_FILE, heldout_records, scores_in_batches, signature, train
 
 logger = logging.getLogger(__name__)
 
@@ -85,10 +84,12 @@ class GraphSystem:
         dump_yaml(cfg, run_dir / "config.yaml")
         graphs = build_graphs(data, cfg)
         text = None
+        if cfg.semantic_dim and cfg.text_features:  # title + attribute words, cached by content hash
+            text = torch.from_numpy(item_text_embeddings(cat.titles, cat.texts, cfg.text_model))
         if cfg.semantic_dim and cfg.title_knn:
             emb = embed_titles(cat.titles, cfg.text_model, run_dir / TITLE_EMB_FILE)
             graphs["knn"] = knn_graph(emb, cat.item_domain, cfg.title_knn)
-            text = torch.from_numpy(emb)
+            text = text if text is not None else torch.from_numpy(emb)
         torch.manual_seed(self.seed)
         ranges = [(r.start, r.stop) for r in (cat.domain_range(0), cat.domain_range(1))]
         model = DualGraphEncoder(cfg, ranges, graphs, text)
@@ -104,11 +105,8 @@ class GraphSystem:
         )
         valid = data.splits.get("valid", [])
         sig = signature(cfg, self.seed, data_identity(data))
-        calib = []
-        if cfg.calibrate:
-            seqs = training_sequences(data.records("train"))
-            calib = calibration_records(seqs, cat.item_domain, cfg.graph_folds)
-        self.state = train(model, batch, valid, cat.item_domain, cfg, self.seed, run_dir, sig, calib)
+        held = heldout_records(data.records("train"), cfg.graph_folds) if cfg.holds_out else []
+        self.state = train(model, batch, valid, cat.item_domain, cfg, self.seed, run_dir, sig, held)
         self._load_weights(model, run_dir / MODEL_FILE)
         self.item_domain = cat.item_domain
 

@@ -1,8 +1,13 @@
 """Training loop of the dual-graph encoder through ``accelerate`` (the same code on CPU, one GPU or many).
 
 Each epoch shuffles the training users with a seed derived from ``(seed, epoch)`` (so a resumed run sees
-the same order), shards the batches over processes, then scores the valid records; the mean of the two
-domains' valid MRR selects the best epoch and drives early stopping.
+the same order) and shards the batches over processes. Model selection never reads the reported split:
+with ``selection: heldout`` (the default) fold 0 of the training users is left out of training, and after
+each epoch their own training records (history -> next art / office item, like a valid record), scored
+with the graphs and transition counts built without them, calibrate the encoder's weight
+(``calibrate``) and give the MRR that picks the saved epoch and drives early stopping. ``selection: none``
+trains ``epochs`` epochs and keeps the last; ``selection: valid`` (the old behaviour) is there to measure
+what selecting on the reported split changes. The valid MRR is scored and logged after every epoch.
 
 Files in the run directory:
   ``checkpoint-NNNNNN/`` after epoch N: the accelerate state (weights, optimizer, RNG) and
@@ -34,8 +39,10 @@ from tqdm.auto import tqdm
 from urllm.atomic import CheckpointSeries, atomic_torch_save, no_space_guard
 from urllm.configuration import to_dict
 from urllm.data.schema import Record
+from urllm.data.sequences import user_sequences
 from urllm.eval.metrics import expected_metrics, greater_and_ties
 from urllm.graph.batches import SeqBatch, record_batch
+from urllm.graph.build import training_sequences
 from urllm.graph.config import GraphConfig
 from urllm.graph.model import DualGraphEncoder
 
@@ -45,10 +52,9 @@ MODEL_FILE = "model.pt"
 STATE_FILE = "train_state.json"
 CHECKPOINT_DIR = "checkpoint"
 # bump when a change of the model or objective makes older checkpoints unfit to resume
-MODEL_VERSION = 3
-# calibration (``calibrate``): the encoder weights tried, and the last items of each held-out user scored
+MODEL_VERSION = 4
+# calibration (``calibrate``): the encoder weights tried on the held-out users
 CALIBRATION_GRID = (0.0, 0.125, 0.25, 0.375, 0.5, 0.75, 1.0, 1.5)
-CALIBRATION_ITEMS = 3
 
 
 @dataclass
@@ -85,19 +91,27 @@ def scores_in_batches(
     encoder_only: bool = False,
 ) -> np.ndarray:
     """(len(records), n_items of domain d) float32 scores. ``fold``: the records are training users
-    of that fold: tokens from the graphs without the fold, the target transition left out of the prior.
+    of that fold: tokens from the graphs without the fold, and the prior from the counts without it
+    (``counts_<fold>``) or, where those were not built, with the target transition left out.
     ``encoder_only``: the encoder's scores alone (no prior, no item bias, no calibrated weight)."""
     model.eval()
     tables = model.item_tables(fold)[:2]  # once per pass, not per batch
+    own_counts = fold is not None and f"counts_{fold}" in model.graphs
+    model.prior_fold = fold if own_counts else None
     out = []
-    for start in range(0, len(records), batch_size):
-        chunk = records[start : start + batch_size]
-        b = record_batch(chunk, item_domain, model.cfg.max_len).to(device)
-        if encoder_only:
-            out.append(model.score_encoder(b, d, tables).float().cpu().numpy())
-            continue
-        loo = torch.tensor([r.target for r in chunk], device=device) if fold is not None else None
-        out.append(model.score_last(b, d, tables, loo).float().cpu().numpy())
+    try:
+        for start in range(0, len(records), batch_size):
+            chunk = records[start : start + batch_size]
+            b = record_batch(chunk, item_domain, model.cfg.max_len).to(device)
+            if encoder_only:
+                out.append(model.score_encoder(b, d, tables).float().cpu().numpy())
+                continue
+            loo = None
+            if fold is not None and not own_counts:
+                loo = torch.tensor([r.target for r in chunk], device=device)
+            out.append(model.score_last(b, d, tables, loo).float().cpu().numpy())
+    finally:
+        model.prior_fold = None
     return np.concatenate(out) if out else np.zeros((0, model.ranges[d][1] - model.ranges[d][0]), np.float32)
 
 
@@ -108,27 +122,44 @@ def mrr(scores: np.ndarray, targets: np.ndarray) -> float:
 
 
 def valid_mrr(
-    model: DualGraphEncoder, records: Sequence[Record], item_domain: np.ndarray, cfg: GraphConfig, device
+    model: DualGraphEncoder,
+    records: Sequence[Record],
+    item_domain: np.ndarray,
+    cfg: GraphConfig,
+    device,
+    fold: int | None = None,
+    encoder_only: bool = False,
 ) -> dict[str, float]:
-    """Full-ranking MRR per target domain (index) on ``records``."""
+    """Full-ranking MRR per target domain (index) on ``records`` (``fold``: held-out training users of
+    that fold, see :func:`scores_in_batches`)."""
     out = {}
     for d in (0, 1):
         recs = [r for r in records if r.domain == d]
         if not recs:
             continue
-        s = scores_in_batches(model, recs, d, item_domain, cfg.eval_batch_size, device)
+        s = scores_in_batches(model, recs, d, item_domain, cfg.eval_batch_size, device, fold, encoder_only)
         out[str(d)] = mrr(s, np.array([r.target - model.ranges[d][0] for r in recs]))
     return out
 
 
-def calibration_records(seqs: Sequence[Sequence[int]], item_domain: np.ndarray, folds: int) -> list[Record]:
-    """The last ``CALIBRATION_ITEMS`` items of each fold-0 training sequence (user ``i`` with
-    ``i % folds == 0``, in :func:`~urllm.graph.build.training_sequences` order) as records."""
+def heldout_records(records: Sequence[Record], folds: int) -> list[Record]:
+    """The training records of the users of fold 0 (user ``i`` of
+    :func:`~urllm.graph.build.training_sequences` is in fold ``i % folds``): records exactly like the
+    valid ones (a user's history, then their next item of a domain), of users that training leaves out
+    and whose sequences the fold-0 graphs and counts do not contain."""
+    seqs = training_sequences(records)
+    index: dict[tuple[int, ...], list[int]] = {}
+    for i, s in enumerate(seqs):
+        index.setdefault(tuple(s), []).append(i)
+    by_user: dict[str, list[Record]] = {}
+    for r in records:
+        by_user.setdefault(r.user, []).append(r)
     out = []
-    for i in range(0, len(seqs), folds):
-        s = seqs[i]
-        for p in range(max(1, len(s) - CALIBRATION_ITEMS), len(s)):
-            out.append(Record(f"calibration-{i}", tuple(s[:p]), int(s[p]), int(item_domain[s[p]])))
+    for recs in by_user.values():
+        own = user_sequences(recs)
+        slots = index.get(tuple(own[0]), []) if own else []
+        if slots and slots.pop(0) % folds == 0:
+            out.extend(recs)
     return out
 
 
@@ -168,9 +199,13 @@ def train(
     seed: int,
     run_dir: Path,
     sig: dict[str, Any],
-    calibration: Sequence[Record] = (),
+    heldout: Sequence[Record] = (),
 ) -> TrainState:
-    """Train (or resume, or reuse) in ``run_dir``; the best weights end in ``run_dir/model.pt``."""
+    """Train (or resume, or reuse) in ``run_dir``; the selected weights end in ``run_dir/model.pt``.
+    ``heldout``: the held-out training users' records (:func:`heldout_records`) that calibrate the
+    encoder weight and, with ``selection: heldout``, pick the epoch; ``valid`` is scored and logged."""
+    if cfg.holds_out and not heldout:
+        raise ValueError("selection: heldout / calibrate need the held-out records (heldout_records)")
     run_dir.mkdir(parents=True, exist_ok=True)
     series = CheckpointSeries(run_dir, CHECKPOINT_DIR)
     found = series.load_latest(load_train_state)
@@ -196,22 +231,35 @@ def train(
         total, n_steps = run_epoch(wrapped, opt, acc, train_batch, cfg, seed, epoch)
         train_s = time.perf_counter() - start
         model = acc.unwrap_model(wrapped)
-        calib = calibrate(model, calibration, item_domain, cfg, acc.device) if calibration else {}
-        mrr = valid_mrr(model, valid, item_domain, cfg, acc.device)
-        mean = float(np.mean(list(mrr.values()))) if mrr else -float(total)
+        held, held_enc = {}, {}
+        if heldout and cfg.calibrate:  # sets the encoder weights; its MRR is the held-out MRR at them
+            held = calibrate(model, heldout, item_domain, cfg, acc.device)
+        elif heldout:
+            held = valid_mrr(model, heldout, item_domain, cfg, acc.device, fold=0)
+        if heldout:
+            held_enc = valid_mrr(model, heldout, item_domain, cfg, acc.device, fold=0, encoder_only=True)
+        mrr = valid_mrr(
+            model, valid, item_domain, cfg, acc.device
+        )  # reported, selects only if selection=valid
+        mean = float(np.mean(list(mrr.values()))) if mrr else float("nan")
+        held_mean = float(np.mean(list(held.values()))) if held else float("nan")
         state.epoch = epoch + 1
         state.history.append(
             {"epoch": epoch + 1, "loss": total / max(n_steps, 1), "valid_mrr": mean, "train_s": train_s}
             | {f"valid_mrr_{k}": v for k, v in mrr.items()}
-            | {f"calibration_mrr_{k}": v for k, v in calib.items()}
+            | {"heldout_mrr": held_mean}
+            | {f"heldout_mrr_{k}": v for k, v in held.items()}
+            | {f"heldout_encoder_mrr_{k}": v for k, v in held_enc.items()}
             | {f"neural_weight_{d}": float(model.neural_weights[d]) for d in (0, 1)}
         )
         logger.info(
-            "graph epoch %d: loss %.4f, valid MRR %s (mean %.4f), %.0f s",
-            epoch + 1, total / max(n_steps, 1), {k: round(v, 4) for k, v in mrr.items()}, mean, train_s,
+            "graph epoch %d: loss %.4f, held-out MRR %s (encoder alone %s), valid MRR %s, %.0f s",
+            epoch + 1, total / max(n_steps, 1), {k: round(v, 4) for k, v in held.items()},
+            {k: round(v, 4) for k, v in held_enc.items()}, {k: round(v, 4) for k, v in mrr.items()}, train_s,
         )  # fmt: skip
-        if mean > state.best_mrr:
-            state.best_mrr, state.best_epoch, state.bad_epochs = mean, epoch + 1, 0
+        crit = selection_value(cfg, held_mean, mean, epoch + 1, total)
+        if crit > state.best_mrr:
+            state.best_mrr, state.best_epoch, state.bad_epochs = crit, epoch + 1, 0
             if acc.is_main_process:
                 save_model(run_dir / MODEL_FILE, acc.unwrap_model(wrapped), sig, state)
         else:
@@ -269,6 +317,16 @@ def save_checkpoint(acc: Accelerator, series: CheckpointSeries, state: TrainStat
     acc.wait_for_everyone()
 
 
+def selection_value(cfg: GraphConfig, heldout: float, valid: float, epoch: int, loss: float) -> float:
+    """What ``cfg.selection`` maximises over epochs: the held-out users' MRR (mean of the domains), the
+    valid MRR, or (``none``) the epoch number, so the last epoch is kept and nothing stops early."""
+    if cfg.selection == "heldout":
+        return heldout
+    if cfg.selection == "valid":
+        return valid if valid == valid else -float(loss)  # no valid records: the lowest loss
+    return float(epoch)
+
+
 def run_epoch(
     wrapped: torch.nn.Module,
     opt: torch.optim.Optimizer,
@@ -302,7 +360,7 @@ def epoch_batches(train_batch: SeqBatch, cfg: GraphConfig, seed: int, epoch: int
     ``graph_folds``; the calibration fold left out with ``calibrate``)."""
     rng = np.random.default_rng([seed, epoch])
     perm = rng.permutation(len(train_batch))
-    if cfg.calibrate:  # fold 0 is held out for the calibration of the encoder's weight
+    if cfg.holds_out:  # fold 0: the held-out users of selection and calibration
         perm = perm[train_batch.fold.numpy()[perm] != 0]
     if train_batch.fold is None:
         return chunks(perm, cfg.batch_size)
