@@ -18,7 +18,6 @@ domain).
 
 from __future__ import annotations
 
-import gzip
 import html
 import json
 import logging
@@ -30,26 +29,22 @@ import numpy as np
 from urllm.data.build import ItemInfo, assemble
 from urllm.data.config import AmazonConfig, DataConfig
 from urllm.data.schema import DataError, TwoDomainData
+from urllm.data.textfile import read_lines
 
 logger = logging.getLogger(__name__)
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    """``(line number, object)`` of a JSON-lines file (``.gz`` is decompressed); blank lines skipped."""
-    if not path.is_file():
-        raise DataError(f"file not found: {path}")
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: invalid JSON: {exc.msg} (column {exc.colno})") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
+    """``(line number, object)`` of a JSON-lines file (``.gz`` is decompressed;
+    :func:`~urllm.data.textfile.read_lines`: UTF-8, BOM, CRLF, blank lines, truncated archives)."""
+    for lineno, line in read_lines(path):
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{lineno}: invalid JSON: {exc.msg} (column {exc.colno})") from None
+        if not isinstance(obj, dict):
+            raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+        yield lineno, obj
 
 
 def _require(obj: dict, key: str, path: Path, lineno: int):
@@ -183,7 +178,11 @@ def load_amazon(cfg: DataConfig) -> TwoDomainData:
     uniq = np.zeros(len(user), dtype=bool)
     uniq[first] = True
     if (~uniq).any():
-        logger.info("%s: dropped %d repeated reviews of the same item", cfg.name, int((~uniq).sum()))
+        logger.warning(
+            "%s: dropped %d repeated reviews of the same item (kept the earliest)",
+            cfg.name,
+            int((~uniq).sum()),
+        )
     user, item, dom = user[uniq], item[uniq], dom[uniq]
     keep = k_core(user, item, dom, ac)
     names = list(user_ids)

@@ -18,6 +18,7 @@ from urllm.data.build import ItemInfo, assemble, sample_users
 from urllm.data.config import DataConfig, RecBoleConfig
 from urllm.data.fetch import FETCH_HINT, fetch_movielens
 from urllm.data.schema import DataError, TwoDomainData
+from urllm.data.textfile import read_lines
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ def fetch_if_missing(data_cfg) -> None:
 
 
 def _open(path: Path, fetch: bool):
+    """The non-blank lines of ``path`` (:func:`~urllm.data.textfile.read_lines`: UTF-8, BOM, CRLF)."""
     if not path.is_file():
         if fetch:
             logger.info("%s is missing: fetching MovieLens-1M into %s", path, path.parent)
@@ -64,7 +66,7 @@ def _open(path: Path, fetch: bool):
             raise DataError(
                 f"file not found: {path}; for MovieLens-1M run: {FETCH_HINT.format(dest=path.parent)}"
             )
-    return path.open(encoding="utf-8")  # universal newlines: the RecBole files use CRLF
+    return read_lines(path)
 
 
 def domain_lookup(cfg: DataConfig) -> dict[str, int]:
@@ -92,38 +94,42 @@ def read_items(path: Path, cfg: DataConfig) -> tuple[dict[str, int], list[ItemIn
     """Item id -> index, and per index its :class:`ItemInfo` (``None`` when it is in no domain)."""
     rc = cfg.recbole
     lookup = domain_lookup(cfg)
-    with _open(path, rc.fetch) as fh:
-        names = read_header(path, next(fh, ""))
-        c_id = column(path, names, rc.item_field, "data.recbole.item_field")
-        c_dom = column(path, names, rc.domain_field, "data.recbole.domain_field")
-        c_title = column(path, names, rc.title_field, "data.recbole.title_field")
-        c_text = [column(path, names, f, "data.recbole.text_fields") for f in rc.text_fields]
-        index: dict[str, int] = {}
-        first_line: dict[str, int] = {}
-        items: list[ItemInfo | None] = []
-        for lineno, line in enumerate(fh, start=2):
-            fields = line.rstrip("\r\n").split("\t")
-            if len(fields) != len(names):
-                if not line.strip():
-                    continue
-                raise DataError(
-                    f"{path}:{lineno}: expected {len(names)} tab-separated fields, got {len(fields)}"
-                )
-            iid = fields[c_id]
-            if iid in index:
-                raise DataError(
-                    f"{path}:{lineno}: duplicate item id {iid!r} (first on line {first_line[iid]})"
-                )
-            index[iid] = len(items)
-            first_line[iid] = lineno
-            domain = next((lookup[v] for v in fields[c_dom].split() if v in lookup), None)
-            if domain is None:
-                items.append(None)
-                continue
-            text = " ".join(fields[c].strip() for c in c_text if fields[c].strip())
-            items.append(ItemInfo(domain, fields[c_title].strip(), text, iid))
+    fh = _open(path, rc.fetch)
+    untitled: list[int] = []
+    names = read_header(path, next(fh)[1])
+    c_id = column(path, names, rc.item_field, "data.recbole.item_field")
+    c_dom = column(path, names, rc.domain_field, "data.recbole.domain_field")
+    c_title = column(path, names, rc.title_field, "data.recbole.title_field")
+    c_text = [column(path, names, f, "data.recbole.text_fields") for f in rc.text_fields]
+    index: dict[str, int] = {}
+    first_line: dict[str, int] = {}
+    items: list[ItemInfo | None] = []
+    for lineno, line in fh:
+        fields = line.split("\t")
+        if len(fields) != len(names):
+            raise DataError(f"{path}:{lineno}: expected {len(names)} tab-separated fields, got {len(fields)}")
+        iid = fields[c_id]
+        if not iid.strip():
+            raise DataError(f"{path}:{lineno}: empty {rc.item_field}")
+        if iid in index:
+            raise DataError(f"{path}:{lineno}: duplicate item id {iid!r} (first on line {first_line[iid]})")
+        index[iid] = len(items)
+        first_line[iid] = lineno
+        domain = next((lookup[v] for v in fields[c_dom].split() if v in lookup), None)
+        if domain is None:
+            items.append(None)
+            continue
+        text = " ".join(fields[c].strip() for c in c_text if fields[c].strip())
+        if not fields[c_title].strip():
+            untitled.append(lineno)
+        items.append(ItemInfo(domain, fields[c_title].strip(), text, iid))
     if not items:
-        raise DataError(f"{path}: no items")
+        raise DataError(f"{path}: no items (only a header)")
+    if untitled:
+        logger.warning(
+            "%s:%d: %d item%s with an empty %s (kept; an LLM's answer can never be grounded to them)",
+            path, untitled[0], len(untitled), "s" * (len(untitled) > 1), rc.title_field,
+        )  # fmt: skip
     return index, items
 
 
@@ -133,44 +139,52 @@ def read_interactions(
     """User -> item indices ordered by time (ties keep the file order), in-domain and rated >= min_rating."""
     per_user: dict[str, list[tuple[float, int]]] = {}
     n_out_of_domain = n_low = 0
-    with _open(path, rc.fetch) as fh:
-        names = read_header(path, next(fh, ""))
-        c_user = column(path, names, rc.user_field, "data.recbole.user_field")
-        c_item = column(path, names, rc.item_field, "data.recbole.item_field")
-        c_time = column(path, names, rc.time_field, "data.recbole.time_field")
-        c_rating = (
-            column(path, names, rc.rating_field, "data.recbole.rating_field") if rc.rating_field else -1
-        )
-        n_cols = len(names)
-        for lineno, line in enumerate(fh, start=2):
-            fields = line.rstrip("\r\n").split("\t")
-            if len(fields) != n_cols:
-                if not line.strip():
-                    continue
-                raise DataError(f"{path}:{lineno}: expected {n_cols} tab-separated fields, got {len(fields)}")
-            item = index.get(fields[c_item])
-            if item is None:
-                raise DataError(f"{path}:{lineno}: item {fields[c_item]!r} is not in the item file")
+    seen: dict[tuple[str, ...], int] = {}
+    dups: list[tuple[int, int]] = []
+    fh = _open(path, rc.fetch)
+    names = read_header(path, next(fh)[1])
+    c_user = column(path, names, rc.user_field, "data.recbole.user_field")
+    c_item = column(path, names, rc.item_field, "data.recbole.item_field")
+    c_time = column(path, names, rc.time_field, "data.recbole.time_field")
+    c_rating = column(path, names, rc.rating_field, "data.recbole.rating_field") if rc.rating_field else -1
+    n_cols = len(names)
+    for lineno, line in fh:
+        fields = line.split("\t")
+        if len(fields) != n_cols:
+            raise DataError(f"{path}:{lineno}: expected {n_cols} tab-separated fields, got {len(fields)}")
+        if not fields[c_user].strip():
+            raise DataError(f"{path}:{lineno}: empty {rc.user_field}")
+        key = tuple(fields)
+        if key in seen:  # the same line twice: counted once
+            dups.append((lineno, seen[key]))
+            continue
+        seen[key] = lineno
+        item = index.get(fields[c_item])
+        if item is None:
+            raise DataError(f"{path}:{lineno}: item {fields[c_item]!r} is not in the item file")
+        try:
+            t = float(fields[c_time])
+        except ValueError:
+            raise DataError(f"{path}:{lineno}: {rc.time_field} {fields[c_time]!r} is not a number") from None
+        if c_rating >= 0:
             try:
-                t = float(fields[c_time])
+                rating = float(fields[c_rating])
             except ValueError:
                 raise DataError(
-                    f"{path}:{lineno}: {rc.time_field} {fields[c_time]!r} is not a number"
+                    f"{path}:{lineno}: {rc.rating_field} {fields[c_rating]!r} is not a number"
                 ) from None
-            if c_rating >= 0:
-                try:
-                    rating = float(fields[c_rating])
-                except ValueError:
-                    raise DataError(
-                        f"{path}:{lineno}: {rc.rating_field} {fields[c_rating]!r} is not a number"
-                    ) from None
-                if rating < rc.min_rating:
-                    n_low += 1
-                    continue
-            if items[item] is None:
-                n_out_of_domain += 1
+            if rating < rc.min_rating:
+                n_low += 1
                 continue
-            per_user.setdefault(fields[c_user], []).append((t, item))
+        if items[item] is None:
+            n_out_of_domain += 1
+            continue
+        per_user.setdefault(fields[c_user], []).append((t, item))
+    if dups:
+        logger.warning(
+            "%s:%d: dropped %d exact duplicate interaction%s (the first repeats line %d)",
+            path, dups[0][0], len(dups), "s" * (len(dups) > 1), dups[0][1],
+        )  # fmt: skip
     logger.info(
         "%s: dropped %d interactions with items in no domain and %d rated below %s",
         path.name,
