@@ -131,7 +131,7 @@ def read_domain(
     if n_dropped or n_untitled:
         logger.warning(
             "%s: dropped %d reviews of %d items without metadata or title (%d metadata lines had no title)",
-            review_path.name,
+            review_path,
             n_dropped,
             len(dropped),
             n_untitled,

@@ -7,7 +7,7 @@ All three readers go through :func:`read_lines`, so they agree on what a text fi
 * A UTF-8 byte-order mark at the start is stripped (editors on Windows write one).
 * ``\\n`` and ``\\r\\n`` line ends are both accepted (the RecBole files use CRLF).
 * Blank lines are skipped. Trailing blank lines are silent; blank lines *between* records are counted
-  and reported in one WARNING naming the first (``path: skipped 2 blank lines (first on line 7)``).
+  and reported in one WARNING naming the first (``path:7: skipped 2 blank lines (the first here)``).
 * ``.gz`` files are decompressed; a truncated or corrupt archive is a :class:`DataError` naming the
   file and the last line read.
 * An empty file (nothing but blank lines) is a :class:`DataError`.
@@ -112,5 +112,5 @@ def read_lines(path: Path, what: str = "file") -> Iterator[tuple[int, str]]:
         raise DataError(f"{path}: empty file")
     if n_blank:
         logger.warning(
-            "%s: skipped %d blank line%s (first on line %d)", path, n_blank, "s" * (n_blank > 1), blank_first
+            "%s:%d: skipped %d blank line%s (the first here)", path, blank_first, n_blank, "s" * (n_blank > 1)
         )
