@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# LoRA fine-tuning through `accelerate launch`: the same command on CPU, one GPU or several.
+# LoRA fine-tuning through `accelerate launch` (`urllm finetune`): the same command on CPU, one GPU or several.
 #   scripts/finetune.sh CONFIG [key=value ...]
 #   ACCELERATE_CONFIG=configs/accelerate/multi_gpu.yaml scripts/finetune.sh configs/art_office_gpu.yaml
 # Reads <run_dir>/prompts/{train,valid}.parquet, writes <run_dir>/finetune/ (log, checkpoint, adapter).
-# Rerunning after a kill resumes from the last checkpoint.
+# Rerunning after a kill resumes from the last checkpoint. = urllm finetune --config CONFIG [key=value ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 1 ]; then
@@ -13,7 +13,6 @@ fi
 CONFIG="$1"
 shift
 VENV="${VENV:-.venv}"
-ACCELERATE="accelerate"
-[ -x "$VENV/bin/accelerate" ] && ACCELERATE="$VENV/bin/accelerate"
-exec "$ACCELERATE" launch --config_file "${ACCELERATE_CONFIG:-configs/accelerate/cpu.yaml}" \
-    -m urllm.llm.finetune --config "$CONFIG" "$@"
+URLLM="urllm"
+[ -x "$VENV/bin/urllm" ] && URLLM="$VENV/bin/urllm"
+exec "$URLLM" finetune --config "$CONFIG" "$@"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Batch LLM inference for the urllm systems: CPU, one GPU or several.
+# Batch LLM inference for the urllm systems (`urllm infer`): CPU, one GPU or several.
 #   scripts/infer.sh CONFIG [--split valid] [--systems urllm,urllm-no-grounding] [key=value ...]
 #   ACCELERATE_CONFIG=configs/accelerate/multi_gpu.yaml scripts/infer.sh configs/art_office.yaml
 #   NUM_PROCESSES=2 scripts/infer.sh configs/art_office.yaml     (CPU: 2 processes via torchrun + gloo)
@@ -16,13 +16,8 @@ fi
 CONFIG="$1"
 shift
 VENV="${VENV:-.venv}"
-BIN=""
-[ -x "$VENV/bin/accelerate" ] && BIN="$VENV/bin/"
-NPROC="${NUM_PROCESSES:-}"
-GPUS="$("${BIN}python" -c 'import torch; print(torch.cuda.device_count())')"
-if [ "$GPUS" -eq 0 ] && [ "${NPROC:-1}" -gt 1 ]; then
-    exec "${BIN}torchrun" --standalone --nproc_per_node "$NPROC" -m urllm.infer.batch --config "$CONFIG" "$@"
-fi
-ARGS=(--config_file "${ACCELERATE_CONFIG:-configs/accelerate/cpu.yaml}")
-[ -n "$NPROC" ] && ARGS+=(--num_processes "$NPROC")
-exec "${BIN}accelerate" launch "${ARGS[@]}" -m urllm.infer.batch --config "$CONFIG" "$@"
+URLLM="urllm"
+[ -x "$VENV/bin/urllm" ] && URLLM="$VENV/bin/urllm"
+ARGS=()
+[ -n "${NUM_PROCESSES:-}" ] && ARGS+=(--num-processes "$NUM_PROCESSES")
+exec "$URLLM" infer --config "$CONFIG" "${ARGS[@]}" "$@"

@@ -247,7 +247,7 @@ def test_examples_over_max_length_are_dropped_or_truncated(tokenizer, caplog):
 
 
 def test_main_reports_a_missing_prompt_file(tmp_path, capsys):
-    from urllm.llm.finetune import main
+    from urllm.recipes.finetune import main
 
     assert main(["--config", str(tmp_path / "none.yaml")]) == 2
     cfg = tmp_path / "c.yaml"

@@ -346,6 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
     pb.add_argument("--out", help="also write the prompt statistics JSON here")
     pb.set_defaults(func=cmd_prompts_build)
 
+    from urllm.recipes.launch import add_recipe_commands
+
+    add_recipe_commands(sub)  # finetune | infer | generate: accelerate launch of urllm/recipes/
+
     rec = sub.add_parser("recommend", help="top-k items of a domain for one user, with the evidence")
     _add_config(rec)
     who = rec.add_mutually_exclusive_group()

@@ -4,14 +4,12 @@ Minimal on purpose: constrained decoding and the mapping of generations to catal
 :mod:`urllm.grounding`. The measurement below (how many greedy generations are exactly a title of the
 target domain) is the fine-tuning stage's own sanity check::
 
-    python -m urllm.llm.generate --config configs/art_office.yaml --adapter runs/art-office/finetune/adapter \
+    urllm generate --config configs/art_office.yaml --adapter runs/art-office/finetune/adapter \
         --split valid --n 100 --out runs/art-office/finetune/generate_valid.json
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -95,54 +93,3 @@ def title_match_rates(generations: Sequence[str], targets: Sequence[str], domain
     in_domain = sum(g in titles for g, titles in zip(generations, domain_titles, strict=True))
     hits = sum(g == t.strip() for g, t in zip(generations, targets, strict=True))
     return {"n": n, "exact_title_rate": in_domain / max(n, 1), "target_hit_rate": hits / max(n, 1)}
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="urllm.llm.generate", description="greedy generations on prompts")
-    parser.add_argument("--config", required=True, help="YAML config file (see configs/)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
-    parser.add_argument("--adapter", help="LoRA adapter folder; omitted = the base model")
-    parser.add_argument("--split", default="valid", choices=["train", "valid"])
-    parser.add_argument("--n", type=int, default=100, help="a seeded sample of N prompts")
-    parser.add_argument("--max-new-tokens", type=int, default=48)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = default")
-    parser.add_argument("--out", help="write rates and the generations as JSON here")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from urllm.config import load_config
-    from urllm.data.load import load_data_from_config
-    from urllm.llm.finetune import prompts_dir
-    from urllm.llm.train_state import load_prompts
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    cfg = load_config(args.config, args.overrides)
-    rows = load_prompts(prompts_dir(cfg) / f"{args.split}.parquet", args.n, cfg.seed, ("target_domain",))
-    prompts, completions = rows["prompt"], rows["completion"]
-    catalogue = load_data_from_config(cfg.data).catalogue
-    titles = {
-        name: {catalogue.titles[i].strip() for i in catalogue.domain_range(d)}
-        for d, name in enumerate(catalogue.domains)
-    }
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, tokenizer = load_finetuned(cfg.llm, args.adapter, device)
-    model.to(device)
-    gens = greedy_generate(model, tokenizer, prompts, args.max_new_tokens, args.batch_size)
-    rates = title_match_rates(gens, completions, [titles[d] for d in rows["target_domain"]])
-    result = {
-        **rates,
-        "adapter": args.adapter,
-        "split": args.split,
-        "torch_threads": torch.get_num_threads(),
-        "samples": [{"target": c, "generation": g} for c, g in zip(completions, gens, strict=True)],
-    }
-    logger.info("%s", json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

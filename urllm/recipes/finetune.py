@@ -1,0 +1,31 @@
+"""Recipe: LoRA fine-tuning of the LLM on the prompt datasets (:func:`urllm.llm.finetune.finetune`).
+
+    urllm finetune --config configs/art_office.yaml [key=value ...]
+    (= accelerate launch --config_file configs/accelerate/cpu.yaml -m urllm.recipes.finetune --config ...)
+
+Reads ``<run_dir>/prompts`` (``finetune.prompts_dir``), writes ``<run_dir>/finetune``
+(``finetune.output_dir``); a rerun after a kill resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from urllm.recipes.common import parse, recipe_parser, run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = recipe_parser("urllm finetune", "LoRA fine-tuning of the LLM (resumable)")
+    args = parse(parser, argv)
+
+    def body(cfg) -> int:
+        from urllm.llm.finetune import finetune
+
+        finetune(cfg)  # logs its summary with the adapter path
+        return 0
+
+    return run(args, body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
