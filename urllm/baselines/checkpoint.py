@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from urllm.atomic import atomic_torch_save
 from urllm.configuration import signature_dict, to_dict
 
 logger = logging.getLogger(__name__)
@@ -47,12 +47,10 @@ def signature(cfg: Any, seed: int, data_name: str, n_items: int) -> dict[str, An
 
 
 def save_state(path: Path, state: TrainState, sig: dict[str, Any], config: Any = None) -> None:
-    """Write atomically (temp file + rename) so a kill never leaves a half-written checkpoint."""
+    """Write atomically (temp file, fsync, rename) so a kill never leaves a half-written checkpoint."""
     blob = {"signature": sig, "config": to_dict(config) if config is not None else sig}
     blob.update({f.name: getattr(state, f.name) for f in dataclasses.fields(state)})  # no deep copy
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
+    atomic_torch_save(blob, path)  # fsync + rename; a full disk: "no space left on <path>", old file kept
 
 
 def load_state(path: Path, sig: dict[str, Any], device: torch.device) -> TrainState | None:
