@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test test-slow demo lint format clean
+.PHONY: setup test test-slow demo lint format clean clean-cache
 
 setup: $(VENV)/.installed
 
@@ -25,5 +25,9 @@ lint: setup
 format: setup
 	$(VENV)/bin/ruff format urllm tests scripts
 
-clean:
+clean:  ## the venv, run folders and fetched data; the converted model in $(URLLM_CACHE) stays (clean-cache)
 	rm -rf $(VENV) runs .cache
+
+URLLM_CACHE ?= $(HOME)/.cache/urllm
+clean-cache:  ## the converted SmolLM2 folder (converted again from the GGUF wheel on next use)
+	rm -rf $(URLLM_CACHE)

@@ -28,6 +28,10 @@ def _load(args):
     from urllm.run_layout import RunLayout, check_output_file
 
     cfg = load_config(args.config, args.overrides)
+    if getattr(args, "split", None) == "test" and cfg.data.format == "art_office" and not cfg.data.test_file:
+        from urllm.configuration import ConfigError
+
+        raise ConfigError("--split test needs data.test_file=PATH (the Art-Office test split is withheld)")
     for key in ("out", "per_record"):
         if getattr(args, key, None):
             check_output_file(getattr(args, key), "--" + key.replace("_", "-"))

@@ -9,7 +9,7 @@ A system has a *kind*:
 | kind       | what it is                                                   | examples                  |
 |------------|--------------------------------------------------------------|---------------------------|
 | baseline   | a single-model sequential recommender                        | popularity, sasrec        |
-| graph      | the dual-graph cross-domain encoder (method.md §1)           | graph                     |
+| graph      | the dual-graph cross-domain encoder (docs/graph.md)          | graph                     |
 | encoder    | a user encoder for retrieval that also scores items          | svd                       |
 | llm        | an LLM system: inference JSONL + grounding over a backbone   | urllm, urllm-no-retrieval |
 

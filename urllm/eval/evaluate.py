@@ -241,7 +241,8 @@ def format_table(result: dict) -> str:
     lines = [f"{result['system']} on {_header(result)}", head]
     for name, m in rows:
         lines.append(
-            f"{name:<10} {m.get('n', 0):>6} " + " ".join(f"{m.get(c, float('nan')):>8.4f}" for c in cols)
+            f"{name:<10} {m.get('n', 0):>6} "
+            + " ".join(f"{m[c]:>8.4f}" if isinstance(m.get(c), float) else f"{'-':>8}" for c in cols)
         )
     lines += _paired_lines(result)
     for n, cs in result.get("simulated_cold_start", {}).items():

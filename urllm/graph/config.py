@@ -1,4 +1,4 @@
-"""Configuration of the dual-graph cross-domain encoder (method.md section 1)."""
+"""Configuration of the dual-graph cross-domain encoder (docs/graph.md)."""
 
 from __future__ import annotations
 

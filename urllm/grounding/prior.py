@@ -7,7 +7,7 @@ leave-user-out is exact and free: the counts of user ``u`` are ``N - N_u``, wher
 own transitions. Art-Office's splits are user-disjoint, so a valid user's lists come from ``N`` without
 its transitions too: the training lists are drawn from exactly the test-time process.
 
-Score of item ``j`` of target domain ``d`` (the untrained prior of docs/method.md): with ``r_1, r_2, r_3``
+Score of item ``j`` of target domain ``d`` (the untrained prior of docs/graph.md): with ``r_1, r_2, r_3``
 the user's most recent items of ``d`` (most recent first),
 
     s_j = sum_k a_k log(1 + N[r_k, j]) + sum_k b_k log(1 + N[j, r_k]) + eps * pop_j / (pop_max + 1)

@@ -1,6 +1,6 @@
 """Inference jobs: one prompt (and, for re-ranking, the backbone's candidates) per record.
 
-Prompts come from the prompts stage (``<prompts_dir>/{split}.parquet``, see the contracts). A missing
+Prompts come from the prompts stage (``<prompts_dir>/{split}.parquet``, see docs/artifacts.md). A missing
 parquet is an error naming the command that builds it, except for the no-retrieval variant (or
 ``infer.prompt_source: history``), whose prompts are by definition :func:`history_prompts`: the same
 builder without similar users. Listwise jobs (mode ``rank``, :func:`build_rank_jobs`) re-render the

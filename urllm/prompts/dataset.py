@@ -1,4 +1,4 @@
-"""Write the prompt datasets ``<out_dir>/{train,valid,test}.parquet`` (see docs/contracts).
+"""Write the prompt datasets ``<out_dir>/{train,valid,test}.parquet`` (see docs/artifacts.md).
 
 One row per record: ``prompt`` (chat template applied, ending with the assistant opening),
 ``completion`` (the target's catalogue title, no EOS), ``user``, ``target`` (global id),
