@@ -289,3 +289,27 @@ def test_evaluate_loads_the_graph_stage_read_only(tiny_config, caplog):
     assert caplog.text.count("loaded") >= 2 and "read-only" in caplog.text
     assert _tree(cfg.run_path / "graph") == before
     assert not (cfg.run_path / "systems" / "graph" / "model.pt").exists()  # no second graph trained
+
+
+def test_lora_folder_of_other_settings_is_never_resumed(tmp_path):
+    from urllm.cache import check_signature, lora_signature
+    from urllm.configuration import ConfigError
+    from urllm.llm.finetune import finetune, output_dir, prompts_dir
+
+    base = [f"run_dir={tmp_path / 'run'}", "finetune.task=title"]
+    cfg = load_config(None, base)
+    check_signature(output_dir(cfg), lora_signature(cfg, prompts_dir(cfg)), "finetune")  # a first run
+    knobs = load_config(
+        None, [*base, "finetune.log_every=7", "finetune.save_every=3", "finetune.cpu_threads=1"]
+    )
+    check_signature(output_dir(knobs), lora_signature(knobs, prompts_dir(knobs)), "finetune")  # runtime: fine
+    other = load_config(None, [*base, "finetune.lr=0.5", "finetune.lora_r=4"])
+    with pytest.raises(ConfigError, match=r"finetune\.lora_r, finetune\.lr differ"):
+        finetune(other)  # refused before any model is loaded or any file is touched
+    prompts = prompts_dir(cfg)
+    prompts.mkdir(parents=True)
+    (prompts / "train.parquet").write_bytes(b"one")
+    check_signature(output_dir(cfg), lora_signature(cfg, prompts), "finetune")  # digest recorded
+    (prompts / "train.parquet").write_bytes(b"two")  # other training prompts
+    with pytest.raises(ConfigError, match="prompts_train differ"):
+        check_signature(output_dir(cfg), lora_signature(cfg, prompts), "finetune")

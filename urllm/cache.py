@@ -181,3 +181,58 @@ def _load(factory, name: str, folder: Path):
         return None
     logger.info("system %s: loaded %s read-only (fitted on the same inputs)", name, folder)
     return system
+
+
+SIGNATURE_FILE = "signature.json"
+
+
+def check_signature(folder: str | Path, signature: dict, what: str) -> None:
+    """Refuse to resume or reuse ``folder`` when it was made under another ``signature`` (one line naming
+    the keys that differ); record the signature when the folder is new. Keys missing on either side (a
+    prompts digest not known yet) are not compared, and are added."""
+    from urllm.configuration import ConfigError
+
+    path = Path(folder) / SIGNATURE_FILE
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        old = None
+    if old is not None:
+        common = {k: v for k, v in signature.items() if k in old}
+        changed = _diff({k: old[k] for k in common}, common)
+        if changed:
+            raise ConfigError(
+                f"{what}: {folder} was made with other settings ({', '.join(changed[:6])} differ); "
+                "use another output folder or delete it to start again"
+            )
+        if set(signature) <= set(old):
+            return
+        signature = {**old, **signature}
+    _write_stamp_file(path, signature)
+
+
+def _write_stamp_file(path: Path, obj: dict) -> None:
+    from urllm.atomic import atomic_write_json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, obj, indent=2)
+
+
+def lora_signature(cfg, prompts: Path) -> dict:
+    """What a LoRA checkpoint or adapter depends on: the fine-tune settings (runtime fields and the
+    folders left out), the model, the seed and the training/valid prompt files (when they exist)."""
+    ft = {k: v for k, v in signature_dict(cfg.finetune).items() if k not in ("prompts_dir", "output_dir")}
+    sig: dict[str, Any] = {"finetune": ft, "llm": signature_dict(cfg.llm), "seed": cfg.seed}
+    for split in ("train", "valid"):
+        f = Path(prompts) / f"{split}.parquet"
+        if f.is_file():
+            sig[f"prompts_{split}"] = _file_digest(f)
+    return sig
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:20]

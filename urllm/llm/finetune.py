@@ -136,6 +136,10 @@ def finetune(cfg: Config) -> dict:
 
     ft = cfg.finetune
     out = output_dir(cfg)
+    from urllm.cache import check_signature, lora_signature
+
+    # a checkpoint or adapter made with another rank, lr, model or prompts is never resumed or reused
+    check_signature(out, lora_signature(cfg, prompts_dir(cfg)), "finetune")
     if (out / SUMMARY).is_file() and (out / ADAPTER / "adapter_config.json").is_file():
         logger.info("%s: fine-tuning already finished; delete it to train again", out)
         return json.loads((out / SUMMARY).read_text())
