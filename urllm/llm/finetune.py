@@ -288,6 +288,11 @@ def finetune(cfg: Config) -> dict:
                     tokens=progress.tokens,
                     tokens_per_s=round(tokens / max(window["seconds"], 1e-9), 1),
                 )
+                if bar.disable and accelerator.is_main_process:  # no bar (a log file): one line per log_every
+                    logger.info(
+                        "step %d/%d: loss %.4f, %.0f tokens/s", progress.step, total_steps,
+                        window["loss"] / window["steps"], tokens / max(window["seconds"], 1e-9),
+                    )  # fmt: skip
                 window = {"loss": 0.0, "steps": 0, "tokens": 0, "seconds": 0.0}
             if end_of_epoch:
                 progress.epoch += 1
