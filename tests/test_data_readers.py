@@ -542,3 +542,14 @@ def test_user_sequences_over_the_history_cap():
     # Art-Office records share one history: history, then the distinct targets (as before)
     recs = [Record("w", (0, 10), 1, 0), Record("w", (0, 10), 11, 1), Record("x", (2,), 12, 1)]
     assert user_sequences(recs) == [(0, 10, 1, 11), (2, 12)]
+
+
+def test_saved_data_round_trip_and_an_unfinished_folder(tmp_path, synthetic):
+    from urllm.data.schema import load_data, save_data
+
+    save_data(synthetic, tmp_path / "prepare")
+    back = load_data(tmp_path / "prepare")
+    assert readable(back) == readable(synthetic) and back.name == synthetic.name
+    (tmp_path / "prepare" / "meta.json").write_text('{"name": "x", "dom')  # a kill mid-write
+    with pytest.raises(DataError, match="meta.json: missing or unreadable"):
+        load_data(tmp_path / "prepare")

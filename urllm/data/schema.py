@@ -111,11 +111,22 @@ def count_in_domain(history: Sequence[int], item_domain: np.ndarray, d: int) -> 
 
 
 def save_data(data: TwoDomainData, out_dir: str | Path) -> None:
-    """Write ``catalogue.parquet`` and ``<split>.parquet`` with the ``datasets`` library."""
-    from datasets import Dataset
+    """Write ``catalogue.parquet`` and ``<split>.parquet`` with the ``datasets`` library, then
+    ``meta.json`` atomically: a folder without a readable ``meta.json`` was not finished."""
+    from urllm.atomic import no_space_guard
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    (out / "meta.json").unlink(missing_ok=True)
+    with no_space_guard(out):
+        _write_parquets(data, out)
+
+
+def _write_parquets(data: TwoDomainData, out: Path) -> None:
+    from datasets import Dataset
+
+    from urllm.atomic import atomic_write_json
+
     cat = data.catalogue
     Dataset.from_dict(
         {
@@ -136,7 +147,7 @@ def save_data(data: TwoDomainData, out_dir: str | Path) -> None:
                 "split": [split] * len(recs),
             }
         ).to_parquet(str(out / f"{split}.parquet"))
-    (out / "meta.json").write_text(json.dumps({"name": data.name, "domains": list(cat.domains)}) + "\n")
+    atomic_write_json(out / "meta.json", {"name": data.name, "domains": list(cat.domains)}, indent=None)
 
 
 def load_data(in_dir: str | Path) -> TwoDomainData:
@@ -146,7 +157,12 @@ def load_data(in_dir: str | Path) -> TwoDomainData:
     src = Path(in_dir)
     if not (src / "catalogue.parquet").is_file():
         raise DataError(f"{src}: no catalogue.parquet (run the prepare stage first)")
-    meta = json.loads((src / "meta.json").read_text())
+    try:
+        meta = json.loads((src / "meta.json").read_text())
+    except (OSError, ValueError):
+        raise DataError(
+            f"{src / 'meta.json'}: missing or unreadable (an interrupted prepare stage; rerun it)"
+        ) from None
     domains = (meta["domains"][0], meta["domains"][1])
     c = Dataset.from_parquet(str(src / "catalogue.parquet")).to_dict()
     cat = Catalogue(
