@@ -106,7 +106,9 @@ class GraphSystem:
         valid = data.splits.get("valid", [])
         sig = signature(cfg, self.seed, data_identity(data))
         held = heldout_records(data.records("train"), cfg.graph_folds) if cfg.holds_out else []
-        self.state = train(model, batch, valid, cat.item_domain, cfg, self.seed, run_dir, sig, held)
+        self.state = train(
+            model, batch, valid, cat.item_domain, cfg, self.seed, run_dir, sig, held, domain_names=cat.domains
+        )
         self._load_weights(model, run_dir / MODEL_FILE)
         self.item_domain = cat.item_domain
 

@@ -200,6 +200,7 @@ def train(
     run_dir: Path,
     sig: dict[str, Any],
     heldout: Sequence[Record] = (),
+    domain_names: Sequence[str] = ("0", "1"),
 ) -> TrainState:
     """Train (or resume, or reuse) in ``run_dir``; the selected weights end in ``run_dir/model.pt``.
     ``heldout``: the held-out training users' records (:func:`heldout_records`) that calibrate the
@@ -254,8 +255,8 @@ def train(
         )
         logger.info(
             "graph epoch %d: loss %.4f, held-out MRR %s (encoder alone %s), valid MRR %s, %.0f s",
-            epoch + 1, total / max(n_steps, 1), {k: round(v, 4) for k, v in held.items()},
-            {k: round(v, 4) for k, v in held_enc.items()}, {k: round(v, 4) for k, v in mrr.items()}, train_s,
+            epoch + 1, total / max(n_steps, 1), *({domain_names[int(k)]: round(v, 4) for k, v in m.items()}
+                                                  for m in (held, held_enc, mrr)), train_s,
         )  # fmt: skip
         crit = selection_value(cfg, held_mean, mean, epoch + 1, total)
         if crit > state.best_mrr:
