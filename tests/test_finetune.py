@@ -89,6 +89,7 @@ def _config(tmp_path, tiny_dir, tokenizer, name: str, *overrides: str):
         "finetune.warmup_ratio=0.0",
         "finetune.batch_size=4",
         "finetune.log_every=1",
+        "finetune.task=title",  # these prompts complete with a title (the rank task: test below)
     ]
     return load_config(None, [*base, *overrides])
 
@@ -251,7 +252,7 @@ def test_main_reports_a_missing_prompt_file(tmp_path, capsys):
 
     assert main(["--config", str(tmp_path / "none.yaml")]) == 2
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"run_dir: {tmp_path / 'run'}\n")
+    cfg.write_text(f"run_dir: {tmp_path / 'run'}\nfinetune:\n  task: title\n")
     assert main(["--config", str(cfg), "finetune.lr=0.001"]) == 2  # no <run_dir>/prompts/train.parquet
 
 
@@ -271,3 +272,36 @@ def test_batched_generation_equals_one_by_one(tiny_dir, tokenizer):
     batched = greedy_generate(model, tok, prompts, max_new_tokens=6, batch_size=2)  # left-padded
     alone = [greedy_generate(model, tok, [p], max_new_tokens=6)[0] for p in prompts]
     assert batched == alone and tok.padding_side == "right"
+
+
+def test_rank_task_trains_on_the_label_token_only(tmp_path, tiny_dir, tokenizer):
+    """task=rank: the completion is one label token, no EOS; the loss is that token's cross-entropy."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from urllm.llm.collate import IGNORE, encode_all
+
+    ex = encode_all(tokenizer, [_prompt(tokenizer, 0)], ["C"], 512, eos=False)[0]
+    labelled = [x for x in ex.labels if x != IGNORE]
+    assert labelled == tokenizer.encode("C", add_special_tokens=False) and len(labelled) == 1
+    rank = tmp_path / "rank"
+    rank.mkdir()
+    for split, n in (("train", 8), ("valid", 4)):
+        table = pa.table(
+            {
+                "prompt": [_prompt(tokenizer, i) for i in range(n)],
+                "completion": ["ABCD"[i % 4] for i in range(n)],
+            }
+        )
+        pq.write_table(table, rank / f"{split}.parquet")
+    cfg = _config(
+        tmp_path,
+        tiny_dir,
+        tokenizer,
+        "rank",
+        "finetune.task=rank",
+        f"finetune.prompts_dir={rank}",
+        "finetune.epochs=2",
+    )
+    summary = finetune(cfg)
+    assert summary["steps"] == 4 and summary["valid_loss_after"] < summary["valid_loss_before"]

@@ -215,3 +215,28 @@ def test_rank_end_to_end_zero_ood_fusion_in_json_and_live(tmp_path, small, llm):
     )
     dom = small.catalogue.domain_range(new.domain)
     assert all(c["id"] in dom for c in ex["candidates"])
+
+
+def test_eval_shortcut_gives_the_same_metrics(tmp_path, small, llm):
+    """Lists without the target skip the forward pass and still score exactly as with it."""
+    results = {}
+    for name, flag in (("full", "false"), ("short", "true")):
+        cfg = make_cfg(
+            tmp_path / name,
+            f"infer.eval_target_shortcut={flag}",
+            "grounding.top_n=2",
+            "grounding.backbone=popularity",
+        )
+        system = make_system("urllm", cfg)
+        system.llm = llm
+        system.fit(small, tmp_path / name)
+        results[name] = evaluate(system, small, "valid", cfg.eval, "urllm")
+        text = (tmp_path / name / "infer" / "valid" / "rank.jsonl").read_text()
+        rows = [json.loads(x) for x in text.splitlines()]
+        outside = [r for r in rows if r["target"] not in r["candidates"]]
+        assert outside  # the case the shortcut is for
+        assert all(r.get("llm_skipped", False) == (flag == "true") for r in outside)
+        assert not any(r.get("llm_skipped") for r in rows if r["target"] in r["candidates"])
+    for d in small.catalogue.domains:
+        for k in ("MRR", "NDCG@10", "HR@10"):
+            assert results["short"]["per_domain"][d][k] == pytest.approx(results["full"]["per_domain"][d][k])

@@ -124,6 +124,8 @@ def run_inference(
         if bb.fn is not None:
             raise TypeError("rank mode needs the backbone system (score / score_out_of_fold), not a function")
         jobs = build_rank_jobs(pending, data, parquet, tokenizer, cfg, bb.get(), out_of_fold=split == "train")
+        if cfg.infer.eval_target_shortcut:
+            jobs = _shortcut(jobs, store, state)
     else:
         top_n = cfg.grounding.top_n if variant.mode == "rerank" else 0
         # the backbone fills in candidates the parquet lacks (e.g. prompts.n_candidates=0), fitted lazily
@@ -149,6 +151,33 @@ def run_inference(
     bar.close()
     state.wait_for_everyone()
     return path
+
+
+def _shortcut(jobs: list, store: JsonlStore, state) -> list:
+    """Evaluation only (``infer.eval_target_shortcut``): rows without the LLM for lists lacking the target.
+
+    With calibrated fusion a record whose target is not among its K candidates gets the backbone's rank
+    whatever the LLM says (the K candidates stay above it, the rest keep backbone order:
+    tests/test_listwise.py checks it), so its metrics are exact without a forward pass. Such rows carry
+    uniform label log-probs and ``llm_skipped: true``; this reads the target, so serving never uses it.
+    """
+    import math
+
+    keep, skipped = [], []
+    for j in jobs:
+        (keep if j.record.target in j.candidates else skipped).append(j)
+    if state.is_main_process and skipped:
+        rows = []
+        for j in skipped:
+            k = len(j.candidates)
+            rows.append(
+                {"key": j.key, "user": j.record.user, "domain": None, "target": j.record.target, "mode": "rank",
+                 "prompt_tokens": None, "seconds": 0.0, "candidates": list(j.candidates),
+                 "label_logprobs": [-math.log(k)] * k, "llm_skipped": True}
+            )  # fmt: skip
+        store.append(rows)
+        logger.info("eval shortcut: %d lists without the target written without the LLM", len(skipped))
+    return keep
 
 
 def shared_title_embeddings(cfg, n_items: int):

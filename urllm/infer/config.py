@@ -37,6 +37,11 @@ class InferConfig:
     overwrite: bool = opt(
         False, "discard a JSONL written with different settings instead of failing", runtime=True
     )
+    eval_target_shortcut: bool = opt(
+        False,
+        "evaluation only, rank mode: lists without the target get no forward pass (their fused rank is the "
+        "backbone's whatever the LLM says; rows marked llm_skipped). Reads the target: never for serving",
+    )
     threads: int = opt(0, "torch CPU threads per process (0 = leave torch's default)", runtime=True)
 
     def __post_init__(self) -> None:

@@ -115,6 +115,7 @@ def run_settings(cfg, variant: Variant, parquet: Path | None, adapter: Path | No
         "prompts": str(parquet) if parquet else "history-only builder",
         "prompts_digest": file_digest(parquet),
         "grounding": {k: to_dict(getattr(g, k)) for k in mode_keys},
+        "eval_target_shortcut": bool(getattr(cfg.infer, "eval_target_shortcut", False)),
     }
     if parquet is None or variant.mode == "rank":  # rank re-renders every prompt with its candidates
         settings["prompt_config"] = to_dict(cfg.prompts)

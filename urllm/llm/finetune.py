@@ -56,7 +56,7 @@ def ensure_rank_data(cfg: Config, tokenizer) -> Path:
     from urllm.prompts.rank import write_rank_datasets
 
     out = prompts_dir(cfg)
-    if (out / "train.parquet").is_file() and (out / "stats.json").is_file():
+    if (out / "train.parquet").is_file():
         return out
     data = load_data_from_config(cfg.data)
     backbone = fitted_backbone(cfg, data)
