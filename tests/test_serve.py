@@ -49,10 +49,16 @@ data:
   valid_file: {files["valid"]}
   test_file: {files["test"]}
 graph: {TINY_GRAPH}
+prompts:
+  max_tokens: 200
+grounding:
+  top_n: 5
+  fusion: llm_first
 pipeline:
   systems: [graph]
+  stages: [prepare, graph, index]
 serve:
-  systems: [graph, transition]
+  systems: [graph, transition, urllm]
   max_history: 20
   max_k: 30
 """
@@ -63,8 +69,18 @@ serve:
 
 
 @pytest.fixture(scope="module")
-def service(run):
-    return Recommendation.load(load_config(run), str(run))
+def llm():
+    """A tiny random Llama with SmolLM2's tokenizer (urllm/llm/tiny.py): no download, microseconds."""
+    from urllm.llm.config import LLMConfig
+    from urllm.llm.model import load_tokenizer
+    from urllm.llm.tiny import tiny_llama
+
+    return tiny_llama(seed=1), load_tokenizer(LLMConfig()), None
+
+
+@pytest.fixture(scope="module")
+def service(run, llm):
+    return Recommendation.load(load_config(run), str(run), llm=llm)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +99,7 @@ def oracle_top(service, record: Record, domain: int, k: int, system: str = "grap
 
 def test_health_and_page(client, service):
     h = client.get("/health").json()
-    assert h["status"] == "ok" and h["systems"] == ["graph", "transition"]
+    assert h["status"] == "ok" and h["systems"] == ["graph", "transition", "urllm"]
     assert h["run_dir"] == str(service.cfg.run_path) and h["neighbours"] is True
     page = client.get("/")
     assert page.status_code == 200 and "<script>" in page.text and 'id="topk"' in page.text
@@ -125,6 +141,31 @@ def test_typed_history_by_ids_and_titles(client, service, synthetic):
     assert ans["user"] is None and ans["system"] == "transition"
 
 
+def test_llm_system_scores_and_explains(client, service, synthetic):
+    """urllm (listwise ranker over the graph's top 5, llm_first fusion), run live for a known user."""
+    user = synthetic.records("valid")[2].user
+    ans = client.post("/recommend", json={"user": user, "domain": "art", "k": 5, "system": "urllm"}).json()
+    record = service.catalog.user_record(user, 0)
+    assert [it["id"] for it in ans["items"]] == oracle_top(service, record, 0, 5, "urllm")
+    ev = ans["evidence"]
+    graph = np.asarray(service.systems["graph"].score([record], 0))[0]
+    fused = np.asarray(service.systems["urllm"].score([record], 0))[0]
+    top5 = sorted(range(len(graph)), key=lambda j: (-graph[j], j))[:5]
+    assert sorted(c["id"] for c in ev["candidates"]) == sorted(top5)  # the backbone's top-K, all ranked
+    for c in ev["candidates"]:
+        assert c["llm"] is not None and c["fused"] == pytest.approx(fused[c["id"]])
+        assert c["in_top_k"] == (c["id"] in [it["id"] for it in ans["items"]])
+    assert ev["grounding"]["mode"] == "rank" and ev["grounding"]["backbone"] == "graph"
+    assert [h["id"] for h in ev["history"]] == list(record.history)
+    assert ev["neighbours"] and all(n["user"] != user for n in ev["neighbours"])
+
+
+def test_calibrated_fusion_without_held_out_rows_fails_at_start_up(run, llm):
+    cfg = load_config(run, ["grounding.fusion=calibrated", "serve.systems=[urllm]"])
+    with pytest.raises(ConfigError, match=r"held-out training records have no LLM row .* --system urllm"):
+        Recommendation.load(cfg, str(run), llm=llm)
+
+
 @pytest.mark.parametrize(
     "body, status, starts",
     [
@@ -142,7 +183,7 @@ def test_typed_history_by_ids_and_titles(client, service, synthetic):
         ({"user": "u0", "domain": "art", "k": 0}, 400, "k: must be in 1..30"),
         ({"user": "u0", "domain": "art", "k": 31}, 400, "k: must be in 1..30"),
         ({"user": "u0", "domain": "art", "k": "5"}, 400, "k: expected an integer"),
-        ({"user": "u0", "domain": "art", "system": "urllm"}, 400, "system: unknown or not loaded"),
+        ({"user": "u0", "domain": "art", "system": "sasrec"}, 400, "system: unknown or not loaded"),
         ({"user": "u0", "history": [1], "domain": "art"}, 400, "user: give either user or history"),
         ({"domain": "art"}, 400, "user: give user or history"),
         ({"user": "u0", "domain": "art", "colour": 1}, 400, "colour: unknown field"),
@@ -250,11 +291,12 @@ def test_page_in_headless_chromium(service):
     with LoopbackServer(create_app(service)) as server:
         driver = open_page(server.url)
         try:
-            shown = recommend_on_page(driver, user=user, domain="office", k=7)
+            shown = recommend_on_page(driver, user=user, domain="office", k=4, system="urllm")
         finally:
             driver.quit()
-        api = httpx.post(f"{server.url}/recommend", json={"user": user, "domain": "office", "k": 7}).json()
-    assert shown["ids"] == [it["id"] for it in api["items"]] and len(shown["ids"]) == 7
+        body = {"user": user, "domain": "office", "k": 4, "system": "urllm"}
+        api = httpx.post(f"{server.url}/recommend", json=body).json()
+    assert shown["ids"] == [it["id"] for it in api["items"]] and len(shown["ids"]) == 4
     assert shown["titles"] == [it["title"] for it in api["items"]]
     assert shown["n_history"] == len(api["evidence"]["history"])
     assert shown["n_neighbours"] == len(api["evidence"]["neighbours"])

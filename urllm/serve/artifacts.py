@@ -142,6 +142,29 @@ def check_sasrec(cfg: Config, data: TwoDomainData, config_path: str = "") -> Pat
     return path
 
 
+def check_fusion(name: str, cfg: Config, data: TwoDomainData, config_path: str = "") -> None:
+    """Calibrated fusion is fit on held-out training users' LLM rows: they must be in the run already
+    (``score()`` would otherwise run the LLM on them at start-up and fit the fusion there)."""
+    if cfg.grounding.fusion != "calibrated":
+        return
+    from urllm.infer.jobs import record_key
+    from urllm.infer.store import JsonlStore
+    from urllm.infer.variants import out_path, variant_for
+    from urllm.prompts.rank import holdout_users
+
+    train = data.records("train")
+    held = holdout_users(train, cfg.grounding.fusion_holdout_users, cfg.seed)
+    keys = [record_key(r, data.catalogue) for r in train if r.user in held]
+    path = out_path(cfg, "train", variant_for(name, cfg))
+    have = JsonlStore(path, {}).load() if path.is_file() else {}
+    missing = sum(k not in have for k in keys)
+    if missing:
+        raise ConfigError(
+            f"{path}: {missing} of {len(keys)} held-out training records have no LLM row (the calibrated "
+            f"fusion is fit on them); run: urllm evaluate --config {config_path or 'CONFIG'} --system {name}"
+        )
+
+
 def load_system(name: str, cfg: Config, data: TwoDomainData, llm: tuple | None, config_path: str = "") -> Any:
     """System ``name`` ready to score, from the run's artifacts (stages checked fresh by the caller)."""
     from urllm.recommender import kind_of, make_system, system_factory
@@ -152,6 +175,8 @@ def load_system(name: str, cfg: Config, data: TwoDomainData, llm: tuple | None, 
     backbone = cfg.grounding.backbone if kind_of(name) == "llm" else None
     if "sasrec" in (name, backbone):
         check_sasrec(cfg, data, config_path)  # fit() would train SASRec without a finished checkpoint
+    if kind_of(name) == "llm":
+        check_fusion(name, cfg, data, config_path)
     system = make_system(name, cfg)
     if llm is not None and hasattr(system, "llm"):
         system.llm = llm  # one model for every LLM system, loaded once

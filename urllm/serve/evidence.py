@@ -6,7 +6,7 @@ normalised here (ids get titles and domains). For the others the evidence is bui
 - ``history``: the record's items, oldest first, domain-tagged;
 - ``neighbours``: the training users the run's user index returns for the record and target domain
   (the same search the prompts stage makes), with their most recent target-domain items not already in
-  the history;
+  the history (oldest first);
 - ``candidates``: the system's own top-N with its score as ``backbone`` (there is no LLM score);
 - ``grounding``: ``{"mode": "none"}``: the system ranks every item of the target domain itself.
 """
@@ -34,14 +34,15 @@ def top_items(scores: np.ndarray, lo: int, n: int, exclude: Sequence[int] = ()) 
 def neighbour_items(
     seq: Sequence[int], item_domain: np.ndarray, domain: int, known: set[int], n: int
 ) -> list[int]:
-    """A neighbour's ``n`` most recent distinct target-domain items not in ``known`` (most recent first)."""
+    """A neighbour's ``n`` most recent distinct target-domain items not in ``known``, oldest first (the
+    order of a history)."""
     out: list[int] = []
     for i in reversed(seq):
         if item_domain[i] == domain and i not in known and i not in out:
             out.append(int(i))
             if len(out) == n:
                 break
-    return out
+    return out[::-1]
 
 
 class EvidenceBuilder:
