@@ -149,3 +149,19 @@ def test_commit_on_full_disk_keeps_previous(tmp_path, monkeypatch):
     assert s.load_latest(_load)[1][0] == 1
     assert not stage.exists()
     assert s.load_latest(_load) is not None and CheckpointSeries(tmp_path / "none").load_latest(_load) is None
+
+
+def test_lora_log_with_a_half_written_last_line(tmp_path, caplog):
+    from urllm.data.schema import DataError
+    from urllm.llm.train_state import JsonlLog, read_log
+
+    log = tmp_path / "train_log.jsonl"
+    log.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n{"step": 3, "lo')
+    with caplog.at_level(logging.WARNING):
+        assert [r["step"] for r in read_log(log)] == [1, 2]
+    assert f"{log}:3: ignoring a partial last line" in caplog.text
+    JsonlLog(log, resume_step=2, enabled=True)  # a resume repairs the file
+    assert log.read_text() == '{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n'
+    log.write_text('{"step": 1}\nnot json\n{"step": 2}\n')
+    with pytest.raises(DataError, match=f"{log}:2: not valid JSON"):
+        read_log(log)
