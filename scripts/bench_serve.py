@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="also write the JSON here")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not one line per request
     if not 1 <= args.requests <= 10_000:
         p.error("--requests must be in 1..10000 (a bounded test)")
     levels = [int(c) for c in args.concurrency.split(",") if c]
