@@ -11,7 +11,6 @@ target domain) is the fine-tuning stage's own sanity check::
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
