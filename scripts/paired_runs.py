@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     base_spec = args.against or args.runs[0]
     base = load(base_spec, args.protocol)
     results = {}
-    logger.info("| run | vs | domain | n | MRR | vs MRR | diff [95 %% CI] | NDCG@10 diff [95 %% CI] |")
+    logger.info("| run | vs | domain | n | MRR | vs MRR | diff [95 % CI] | NDCG@10 diff [95 % CI] |")
     logger.info("|---|---|---|---|---|---|---|---|")
     for spec in args.runs:
         if spec == base_spec:
