@@ -1,0 +1,1 @@
+"""Serving: ``urllm recommend`` and ``urllm serve`` on a pipeline run's artifacts (docs/serve.md)."""
