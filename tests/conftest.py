@@ -40,3 +40,17 @@ def spawn_launcher(function, args=(), num_processes: int = 2) -> None:
         start_processes(
             PrepareForLaunch(function, debug=True), args=args, nprocs=num_processes, start_method="spawn"
         )
+
+
+def write_tiny_config(tmp_path, data, extra: str = ""):
+    """A YAML config reading ``data`` written as Art-Office-format files; ``extra`` is appended YAML."""
+    from urllm.data.art_office import write_art_office
+
+    files = write_art_office(data, tmp_path / "data")
+    path = tmp_path / "tiny.yaml"
+    path.write_text(
+        f"run_dir: run\ndata:\n  name: tiny\n  root: data\n"
+        f"  item_files: [{files['items_0']}, {files['items_1']}]\n"
+        f"  train_file: {files['train']}\n  valid_file: {files['valid']}\n" + extra
+    )
+    return path

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import write_tiny_config
 
 from urllm.eval.cold_start import cold_start_copies, cut_history
 from urllm.eval.config import EvalConfig
@@ -148,18 +149,11 @@ def test_per_record_rows_paired_sections_and_round_trip(synthetic, tmp_path):
     assert "vs popularity" in text and "art n" in text and "all records" in text
 
 
-def test_evaluate_cli_baseline_per_record_and_fit_before_subset(tmp_path, monkeypatch, synthetic):
-    """--baseline / --per-record from the CLI; with infer.limit, systems still fit on every record."""
+def test_evaluate_cli_baseline_and_per_record(tmp_path, synthetic):
+    """--baseline / --per-record from the CLI; an output that is a directory fails before any work."""
     from urllm.cli import main
-    from urllm.data.art_office import write_art_office
 
-    files = write_art_office(synthetic, tmp_path / "data")
-    cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(
-        f"run_dir: run\ndata:\n  name: tiny\n  root: data\n"
-        f"  item_files: [{files['items_0']}, {files['items_1']}]\n"
-        f"  train_file: {files['train']}\n  valid_file: {files['valid']}\n"
-    )
+    cfg = write_tiny_config(tmp_path, synthetic)
     out, pr = tmp_path / "o.json", tmp_path / "pr.jsonl"
     argv = ["evaluate", "--config", str(cfg), "--system", "transition, popularity", "--baseline",
             "popularity", "--per-record", str(pr), "--out", str(out)]  # fmt: skip
@@ -168,24 +162,47 @@ def test_evaluate_cli_baseline_per_record_and_fit_before_subset(tmp_path, monkey
     assert list(res) == ["popularity", "transition"] and "paired" in res["transition"]
     systems = {json.loads(x)["system"] for x in pr.read_text().splitlines()}
     assert systems == {"transition", "popularity"}
-    # an output that is a directory fails before any work
     assert main([*argv[:-1], str(tmp_path)]) == 2
+
+
+def test_evaluate_cli_fits_on_every_record_before_scoring_the_infer_limit_subset(
+    tmp_path, synthetic, monkeypatch
+):
+    import urllm.recommender
+    from urllm.baselines.transition import Transition
+    from urllm.cli import main
+
+    seen = {}
+    fit = Transition.fit
+
+    def spy(self, data, run_dir):
+        seen["fit"] = len(data.records("valid"))
+        return fit(self, data, run_dir)
+
+    # treat transition as an LLM system, so infer.limit selects a subset as it does for urllm*
+    monkeypatch.setattr(urllm.recommender, "is_llm_system", lambda name: name == "transition")
+    monkeypatch.setattr(Transition, "fit", spy)
+    out = tmp_path / "o.json"
+    cfg = write_tiny_config(tmp_path, synthetic)
+    assert (
+        main(["evaluate", "--config", str(cfg), "--system", "transition", "infer.limit=5", "--out", str(out)])
+        == 0
+    )
+    res = json.loads(out.read_text())
+    assert seen["fit"] == len(synthetic.records("valid"))  # fitted on the whole split
+    assert res["per_domain"]["art"]["n"] == 5 and "subset" in res  # scored on the subset, said so
 
 
 def test_pipeline_evaluate_writes_per_record_files_and_pairs_with_the_baseline(tmp_path, synthetic):
     from urllm.config import load_config
-    from urllm.data.art_office import write_art_office
     from urllm.pipeline.runner import run_pipeline
     from urllm.pipeline.stages import all_stages
 
-    files = write_art_office(synthetic, tmp_path / "data")
-    path = tmp_path / "tiny.yaml"
-    path.write_text(
-        f"run_dir: run\ndata:\n  name: tiny\n  root: data\n"
-        f"  item_files: [{files['items_0']}, {files['items_1']}]\n"
-        f"  train_file: {files['train']}\n  valid_file: {files['valid']}\n"
+    path = write_tiny_config(
+        tmp_path,
+        synthetic,
         "pipeline:\n  systems: [transition, popularity]\n  baseline: popularity\n"
-        "eval:\n  cold_start: [1]\n  bootstrap_resamples: 200\n"
+        "eval:\n  cold_start: [1]\n  bootstrap_resamples: 200\n",
     )
     cfg = load_config(path)
     run_pipeline(cfg, all_stages(cfg), ["prepare", "evaluate"], "valid")

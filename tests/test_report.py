@@ -2,28 +2,28 @@
 
 import json
 
+from conftest import write_tiny_config
+
 from urllm.config import load_config
-from urllm.data.art_office import write_art_office
 from urllm.pipeline.runner import run_pipeline
 from urllm.pipeline.stages import all_stages
 
 
 def make_run(tmp_path, synthetic):
     """A pipeline run on tiny data with a baseline, simulated cold start and two fake LLM systems."""
-    files = write_art_office(synthetic, tmp_path / "data")
-    path = tmp_path / "tiny.yaml"
-    path.write_text(
-        f"run_dir: run\ndata:\n  name: tiny\n  root: data\n"
-        f"  item_files: [{files['items_0']}, {files['items_1']}]\n"
-        f"  train_file: {files['train']}\n  valid_file: {files['valid']}\n"
+    path = write_tiny_config(
+        tmp_path,
+        synthetic,
         "pipeline:\n  systems: [popularity, transition]\n  baseline: popularity\n"
-        "eval:\n  cold_start: [0, 1]\n  bootstrap_resamples: 200\n"
+        "eval:\n  cold_start: [0, 1]\n  bootstrap_resamples: 200\n",
     )
     cfg = load_config(path)
     run_pipeline(cfg, all_stages(cfg), ["prepare", "evaluate"], "valid")
     (cfg.run_path / "finetune").mkdir()
     (cfg.run_path / "finetune" / "train_log.jsonl").write_text(
-        "\n".join(json.dumps({"step": e, "loss": 1.0 / (e + 1), "valid_loss": 1.2 / (e + 1)}) for e in range(4))
+        "\n".join(
+            json.dumps({"step": e, "loss": 1.0 / (e + 1), "valid_loss": 1.2 / (e + 1)}) for e in range(4)
+        )
     )
     results_path = cfg.run_path / "evaluate" / "valid" / "results.json"
     results = json.loads(results_path.read_text())
