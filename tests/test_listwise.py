@@ -240,3 +240,21 @@ def test_eval_shortcut_gives_the_same_metrics(tmp_path, small, llm):
     for d in small.catalogue.domains:
         for k in ("MRR", "NDCG@10", "HR@10"):
             assert results["short"]["per_domain"][d][k] == pytest.approx(results["full"]["per_domain"][d][k])
+
+
+def test_prior_counts_every_sequence_of_a_user_whose_windows_the_cap_left_apart(synthetic):
+    """Two records of one user whose histories do not overlap give that user two sequences."""
+    from urllm.grounding.prior import TransitionPrior
+
+    cat = synthetic.catalogue
+    art, office = list(cat.domain_range(0)), list(cat.domain_range(1))
+    recs = [
+        Record("u", (art[0], art[1], office[0]), art[2], 0),
+        Record("u", (art[5], art[6], office[3]), office[4], 1),  # a later window, apart from the first
+        Record("v", (art[1], art[2], office[1]), office[2], 1),
+    ]
+    prior = TransitionPrior()
+    prior.fit(TwoDomainData("t", cat, {"train": recs}))
+    assert prior.own_pairs["u"][(art[0], art[1])] == 1 and prior.own_pairs["u"][(art[5], art[6])] == 1
+    assert prior.own_items["u"][office[4]] == 1 and prior.own_items["u"][art[2]] == 1
+    assert prior.succ[0][art[1]][art[2]] == 2  # u's first window and v

@@ -26,17 +26,13 @@ from pathlib import Path
 import numpy as np
 
 from urllm.data.schema import Record, TwoDomainData
-from urllm.data.sequences import user_sequences
+from urllm.data.sequences import sequences_by_user
 
 SUCCESSOR_WEIGHTS = (1.0, 0.5, 0.25)
 PREDECESSOR_WEIGHTS = (0.5, 0.25, 0.125)
 POP_EPS = 1e-6  # popularity breaks ties only (far below log(2)/8)
 
 
-def _user_sequence_map(records: Sequence[Record]) -> dict[str, tuple[int, ...]]:
-    """user -> training sequence (history, then distinct targets), as :func:`user_sequences` builds it."""
-    users = list(dict.fromkeys(r.user for r in records))
-    return dict(zip(users, user_sequences(records), strict=True))
 
 
 class TransitionPrior:
@@ -57,15 +53,18 @@ class TransitionPrior:
         self.item_domain = cat.item_domain
         self.ranges = [cat.domain_range(d) for d in (0, 1)]
         self.pop = np.zeros(cat.n_items)
-        for user, seq in _user_sequence_map(data.records("train")).items():
+        # a user has one sequence, or more where the history cap left its windows apart
+        for user, seqs in sequences_by_user(data.records("train")).items():
             pairs: Counter = Counter()
-            for d in (0, 1):
-                sub = [i for i in seq if self.item_domain[i] == d]
-                for a, b in zip(sub[:-1], sub[1:], strict=False):
-                    pairs[(a, b)] += 1
-                    self.succ[d].setdefault(a, Counter())[b] += 1
-                    self.pred[d].setdefault(b, Counter())[a] += 1
-            items = Counter(seq)
+            items: Counter = Counter()
+            for seq in seqs:
+                for d in (0, 1):
+                    sub = [i for i in seq if self.item_domain[i] == d]
+                    for a, b in zip(sub[:-1], sub[1:], strict=False):
+                        pairs[(a, b)] += 1
+                        self.succ[d].setdefault(a, Counter())[b] += 1
+                        self.pred[d].setdefault(b, Counter())[a] += 1
+                items.update(seq)
             for i, c in items.items():
                 self.pop[i] += c
             self.own_pairs[user] = pairs
