@@ -226,9 +226,7 @@ def prompt_run(tmp_path_factory):
             "prompts.max_tokens=220",
         ],
     )
-    stats = write_prompt_datasets(
-        cfg, data, out / "prompts", tokenizer=WhitespaceTokenizer(), index_dir=out / "index"
-    )
+    stats = write_prompt_datasets(cfg, data, out / "prompts", tokenizer=WhitespaceTokenizer())
     return cfg, data, out / "prompts", stats
 
 

@@ -236,3 +236,19 @@ def _file_digest(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()[:20]
+
+
+def columns_digest(path: str | Path, columns: tuple[str, ...]) -> str:
+    """sha256 of ``columns`` of a parquet file ('' when it does not exist): what a reader of those
+    columns depends on, whatever the other columns hold."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        return ""
+    table = pq.read_table(path, columns=list(columns))
+    h = hashlib.sha256()
+    for name in columns:
+        h.update(f"\n#{name}\n".encode())
+        h.update(json.dumps(table.column(name).to_pylist(), default=str).encode())
+    return h.hexdigest()[:20]

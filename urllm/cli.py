@@ -209,7 +209,7 @@ def cmd_prompts_build(args) -> int:
     data = load_data_from_config(cfg.data)
     out = cfg.run_path / "prompts"
     save_config(cfg, out / "config.yaml")
-    stats = write_prompt_datasets(cfg, data, out, index_dir=cfg.run_path / "index")
+    stats = write_prompt_datasets(cfg, data, out)  # the index is built in memory, not saved
     print(json.dumps({split: s["prompt_tokens"] for split, s in stats.items()}, indent=2))
     if args.out:
         _write_json(stats, args.out)

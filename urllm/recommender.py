@@ -110,8 +110,9 @@ register(
     help="the graph's untrained prior: log transitions of the 3 recent items", sections=(),
 )  # fmt: skip
 register(
-    "prior", "baseline", "urllm.grounding.prior:TransitionPrior", help="transition prior; leave-user-out"
-)
+    "prior", "baseline", "urllm.grounding.prior:TransitionPrior", help="transition prior; leave-user-out",
+    sections=(),
+)  # fmt: skip
 register(
     "sasrec", "baseline", "urllm.baselines.sasrec:SASRecSystem", embeds_users=True, help="SASRec",
     sections=("sasrec",),

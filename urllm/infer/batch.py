@@ -103,7 +103,9 @@ def run_inference(
     parquet = prompts_file(
         pdir, split, cfg.infer.prompt_source, variant.retrieval and cfg.prompts.n_neighbours > 0
     )
-    adapter = llm[2] if llm is not None else adapter_path(cfg)
+    from urllm.run_layout import RunLayout
+
+    adapter = llm[2] if llm is not None else adapter_path(cfg.infer, RunLayout.of(cfg).finetune)
     store = JsonlStore(path, run_settings(cfg, variant, parquet, adapter))
     if state.is_main_process:
         store.check(cfg.infer.overwrite)
@@ -117,7 +119,7 @@ def run_inference(
     if not pending:
         return path
     if llm is None:
-        llm = load_llm(cfg, state.device)
+        llm = load_llm(cfg.llm, adapter, state.device)
     model, tokenizer, _ = llm
     bb = _Backbone(cfg, data, backbone, out_of_fold=split == "train")
     if variant.mode == "rank":

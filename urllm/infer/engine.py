@@ -25,34 +25,39 @@ from urllm.grounding.listwise import label_logprobs
 from urllm.grounding.refiner import Grounded, Refiner
 from urllm.grounding.rerank import score_cached
 from urllm.grounding.trie import build_domain_tries, tokenize_titles
+from urllm.infer.config import InferConfig
 from urllm.infer.jobs import Job
+from urllm.llm.config import LLMConfig
 
 logger = logging.getLogger(__name__)
 
 
-def adapter_path(cfg) -> Path | None:
-    """The LoRA adapter to load: ``infer.adapter_dir``, else ``<run_dir>/finetune/adapter`` if present."""
-    if not cfg.infer.use_adapter:
+def adapter_path(infer: InferConfig, finetune_dir: Path) -> Path | None:
+    """The LoRA adapter to load: ``infer.adapter_dir``, else ``<finetune_dir>/adapter`` if present.
+
+    ``finetune_dir`` is where the fine-tune wrote (``finetune.output_dir`` or ``<run_dir>/finetune``,
+    :attr:`urllm.run_layout.RunLayout.finetune`).
+    """
+    if not infer.use_adapter:
         return None
-    if cfg.infer.adapter_dir:
-        path = Path(cfg.infer.adapter_dir)
+    if infer.adapter_dir:
+        path = Path(infer.adapter_dir)
         if not (path / "adapter_config.json").is_file():
             raise ConfigError(f"infer.adapter_dir: no adapter_config.json in {path}")
         return path
-    path = cfg.run_path / "finetune" / "adapter"
+    path = Path(finetune_dir) / "adapter"
     return path if (path / "adapter_config.json").is_file() else None
 
 
-def load_llm(cfg, device) -> tuple:
-    """``(model, tokenizer, adapter path or None)``: the base model with the adapter merged, if any."""
+def load_llm(llm: LLMConfig, adapter: Path | None, device) -> tuple:
+    """``(model, tokenizer, adapter)``: the base model ``llm`` with ``adapter`` merged (None: none)."""
     from urllm.llm.generate import load_finetuned
 
     device = _device(device)
-    adapter = adapter_path(cfg)
-    logger.info("LLM %s, adapter %s, on %s", cfg.llm.model, adapter or "none (base model)", device)
-    model, tokenizer = load_finetuned(cfg.llm, adapter, device.type)
+    logger.info("LLM %s, adapter %s, on %s", llm.model, adapter or "none (base model)", device)
+    model, tokenizer = load_finetuned(llm, adapter, device.type)
     model = model.to(device).eval()
-    if cfg.llm.quantize == "int8":
+    if llm.quantize == "int8":
         model = quantize_int8(model)
     return model, tokenizer, adapter
 

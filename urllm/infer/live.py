@@ -25,12 +25,14 @@ logger = logging.getLogger(__name__)
 
 class Live:
     def __init__(self, system) -> None:
-        from urllm.infer.engine import Engine, load_llm
+        from urllm.infer.engine import Engine, adapter_path, load_llm
+        from urllm.run_layout import RunLayout
 
         self.system = system
         cfg = system.cfg
         if system.llm is None:
-            system.llm = load_llm(cfg, None)
+            adapter = adapter_path(cfg.infer, RunLayout.of(cfg).finetune)
+            system.llm = load_llm(cfg.llm, adapter, None)
         model, self.tok, _ = system.llm
         cache = Path(cfg.grounding.cache_dir) if cfg.grounding.cache_dir else cfg.run_path / "grounding"
         self.engine = Engine(

@@ -47,22 +47,66 @@ def prompts_dir(cfg: Config) -> Path:
     return cfg.run_path / ("prompts-rank" if cfg.finetune.task == "rank" else "prompts")
 
 
-def ensure_rank_data(cfg: Config, tokenizer) -> Path:
-    """``<run_dir>/prompts-rank/{train,valid}.parquet`` (built once from the backbone's out-of-fold lists)."""
-    from urllm.data.load import load_data_from_config
-    from urllm.infer.batch import fitted_backbone
+RANK_INPUTS = "inputs.json"
+# prompt settings the listwise prompts do not read (they are about the prompts stage's candidates column)
+NOT_IN_RANK_PROMPTS = ("n_candidates", "candidates_system", "candidates_dir")
+# the prompts stage's columns the listwise data reads: each training record's neighbours
+NEIGHBOUR_COLUMNS = ("user", "target_domain", "target", "neighbours")
+
+
+def neighbours_source(cfg: Config) -> Path:
+    """The prompts parquet whose ``neighbours`` column the listwise data reuses."""
     from urllm.infer.variants import prompts_dir as infer_prompts_dir
     from urllm.infer.variants import variant_for
+
+    return infer_prompts_dir(cfg, variant_for("urllm", cfg)) / "train.parquet"
+
+
+def rank_data_inputs(cfg: Config, data) -> dict:
+    """What ``prompts-rank`` is made from: the backbone (its cache key: config, seed, data), the grounding
+    and prompt settings that shape the lists and their prompts, the seed and the prompts' neighbours
+    (only that column: a changed ``prompts.n_candidates`` changes nothing here)."""
+    from urllm.cache import columns_digest, system_key
+    from urllm.configuration import signature_dict
+
+    g = cfg.grounding
+    key, stopping = system_key(cfg, g.backbone, data)
+    prompts = {k: v for k, v in signature_dict(cfg.prompts).items() if k not in NOT_IN_RANK_PROMPTS}
+    neighbours = columns_digest(neighbours_source(cfg), NEIGHBOUR_COLUMNS) if cfg.prompts.n_neighbours else ""
+    return {
+        "backbone": {"key": key, "stopping": stopping, "dir": g.backbone_dir},
+        "grounding": {k: getattr(g, k) for k in ("top_n", "fusion_holdout_users", "rank_train_missing")},
+        "prompts": prompts,
+        "use_chat_template": cfg.llm.use_chat_template,
+        "seed": cfg.seed,
+        "neighbours": neighbours,
+    }
+
+
+def ensure_rank_data(cfg: Config, tokenizer) -> Path:
+    """``<run_dir>/prompts-rank/{train,valid}.parquet`` from the backbone's out-of-fold lists, built once
+    per :func:`rank_data_inputs` (recorded in ``inputs.json``; other inputs: rebuilt, logged)."""
+    from urllm.atomic import atomic_write_json, read_json
+    from urllm.data.load import load_data_from_config
+    from urllm.infer.batch import fitted_backbone
     from urllm.prompts.rank import write_rank_datasets
 
     out = prompts_dir(cfg)
-    if (out / "train.parquet").is_file():
+    if cfg.finetune.prompts_dir:  # given listwise prompts: used as they are
         return out
     data = load_data_from_config(cfg.data)
+    inputs = json.loads(json.dumps(rank_data_inputs(cfg, data), default=str))  # as read back
+    if (out / "train.parquet").is_file() and (out / "valid.parquet").is_file():
+        if not (out / RANK_INPUTS).is_file():
+            logger.warning("%s has no %s (an older run): reusing it; delete it to rebuild", out, RANK_INPUTS)
+            atomic_write_json(out / RANK_INPUTS, inputs, indent=2)
+            return out
+        if read_json(out / RANK_INPUTS, "the listwise data's inputs") == inputs:
+            return out
+        logger.info("%s was made from other inputs; rebuilding it", out)
     backbone = fitted_backbone(cfg, data)
-    write_rank_datasets(
-        cfg, data, out, backbone, tokenizer, infer_prompts_dir(cfg, variant_for("urllm", cfg))
-    )
+    write_rank_datasets(cfg, data, out, backbone, tokenizer, neighbours_source(cfg).parent)
+    atomic_write_json(out / RANK_INPUTS, inputs, indent=2)
     return out
 
 

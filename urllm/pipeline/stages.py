@@ -108,16 +108,44 @@ def run_index(ctx: StageContext) -> dict:
     """Index the training users and measure neighbour usefulness on valid (saved as hit_rate.json)."""
     from urllm.retrieval.run import hit_rate_report
 
-    report = hit_rate_report(ctx.cfg, load_data(ctx.stage_dir("prepare")), "valid")
+    report = hit_rate_report(ctx.cfg, load_data(ctx.layout.prepare), "valid", out_dir=ctx.dir)
     (ctx.dir / "hit_rate.json").write_text(json.dumps(report, indent=2) + "\n")
     return {"hit_rate": report["hit_rate"]}
 
 
 def run_prompts(ctx: StageContext) -> dict:
+    """The prompt datasets, with the neighbours of the index stage's retriever (loaded, not rebuilt:
+    a stage writes only into its own folder)."""
     from urllm.prompts.dataset import write_prompt_datasets
+    from urllm.retrieval.encoders import fitted_embedder
+    from urllm.retrieval.neighbours import UserRetriever
 
-    data = load_data(ctx.stage_dir("prepare"))
-    return write_prompt_datasets(ctx.cfg, data, ctx.dir, index_dir=ctx.stage_dir("index"))
+    data = load_data(ctx.layout.prepare)
+    embedder = retriever = None
+    if ctx.cfg.prompts.n_neighbours > 0:
+        embedder = fitted_embedder(ctx.cfg, data)  # read-only from the graph stage / its cache
+        retriever = UserRetriever.load(ctx.layout.index, ctx.cfg.retrieval)
+    return write_prompt_datasets(ctx.cfg, data, ctx.dir, embedder=embedder, retriever=retriever)
+
+
+def finetune_reads(ctx: StageContext) -> dict[str, str]:
+    """What the fine-tune reads from upstream stages, by content (in place of their fingerprints): the
+    prompt columns it trains on, or for the listwise task what ``prompts-rank`` is built from
+    (:func:`urllm.llm.finetune.rank_data_inputs`). An upstream change that leaves these alone (a new
+    ``prompts.n_candidates`` only rewrites the prompts' candidates column) keeps the adapter."""
+    import hashlib
+
+    from urllm.cache import columns_digest
+    from urllm.llm.finetune import prompts_dir, rank_data_inputs
+
+    cfg = ctx.cfg
+    if cfg.finetune.task == "title" or cfg.finetune.prompts_dir:
+        src = prompts_dir(cfg)
+        cols = ("prompt", "completion")
+        return {f"prompts/{s}": columns_digest(src / f"{s}.parquet", cols) for s in ("train", "valid")}
+    inputs = rank_data_inputs(cfg, load_data(ctx.layout.prepare))
+    blob = json.dumps(inputs, sort_keys=True, default=str).encode()
+    return {"prepare": ctx.fingerprints["prepare"], "rank_inputs": hashlib.sha256(blob).hexdigest()[:20]}
 
 
 def run_finetune(ctx: StageContext) -> dict:
@@ -150,7 +178,7 @@ def run_infer(ctx: StageContext) -> dict:
         only = TwoDomainData(
             data.name, data.catalogue, {"train": data.records("train"), "test": data.records("test")}
         )
-        write_prompt_datasets(cfg, only, test_prompts, index_dir=None)
+        write_prompt_datasets(cfg, only, test_prompts)
         cfg = dataclasses.replace(cfg, infer=dataclasses.replace(cfg.infer, prompts_dir=str(test_prompts)))
     done = {}
     for name in llm_systems(cfg):
@@ -187,7 +215,7 @@ def all_stages(cfg: Config | None = None) -> list[Stage]:
         Stage("graph", ("graph", "seed"), ("prepare",), run_graph, extends=True),  # epochs+ continue
         Stage("index", ("retrieval", "seed"), ("graph",), run_index),
         Stage("prompts", ("prompts", "llm"), ("index",), run_prompts),
-        Stage("finetune", ("finetune", "llm"), ("prompts",), run_finetune),
+        Stage("finetune", ("finetune", "llm"), ("prompts",), run_finetune, consumes=finetune_reads),
         Stage(
             "infer",
             (*llm, "finetune", "grounding", "infer", "pipeline.systems"),

@@ -146,12 +146,12 @@ def write_prompt_datasets(
     embedder: UserEmbedder | None = None,
     retriever: UserRetriever | None = None,
     scorer: Any = None,
-    index_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Write ``<split>.parquet`` for every split of ``data`` and ``stats.json``; return the statistics.
 
     Missing pieces are made from the config: the tokenizer (``llm``), the encoder and the index
-    (``retrieval``; the index is saved to ``index_dir`` when given) and the candidates system.
+    (``retrieval``; built in memory, never saved: the index stage owns ``<run_dir>/index``) and the
+    candidates system.
     """
     from datasets import Dataset
 
@@ -182,8 +182,6 @@ def write_prompt_datasets(
             embedder = fitted_embedder(cfg, data)
         if retriever is None:
             retriever = UserRetriever.build(embedder, data.records("train"), cfg.retrieval)
-            if index_dir is not None:
-                retriever.save(index_dir)
     if pc.n_candidates > 0 and todo and scorer is None:
         same = (
             embedder is not None

@@ -29,13 +29,18 @@ def build_retriever(
 
 
 def hit_rate_report(
-    cfg: Config, data: TwoDomainData, split: str = "valid", embedder: UserEmbedder | None = None
+    cfg: Config,
+    data: TwoDomainData,
+    split: str = "valid",
+    embedder: UserEmbedder | None = None,
+    out_dir: str | Path | None = None,
 ) -> dict:
-    """``{"hit_rate": {k: {retrieved, random, ratio}}, "per_domain": …}`` for the records of ``split``."""
+    """``{"hit_rate": {k: {retrieved, random, ratio}}, "per_domain": …}`` for the records of ``split``;
+    the index is saved to ``out_dir`` when given (the index stage's folder)."""
     rc = cfg.retrieval
     records = data.records(split)
     start = time.perf_counter()
-    embedder, retriever = build_retriever(cfg, data, cfg.run_path / "index", embedder)
+    embedder, retriever = build_retriever(cfg, data, out_dir, embedder)
     nbrs, _ = retriever.search(embedder, records, k=max(rc.k, *rc.hit_rate_ks))
     _, items = training_users(data.records("train"))
     item_domain = data.catalogue.item_domain
