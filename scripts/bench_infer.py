@@ -74,10 +74,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from urllm.config import load_config
     from urllm.data.load import load_data_from_config
-    from urllm.infer.batch import fitted_backbone
     from urllm.infer.engine import Engine, adapter_path, load_llm, quantize_int8
     from urllm.infer.jobs import build_jobs, build_rank_jobs, prompts_file, select_records
     from urllm.infer.variants import Variant, prompts_dir
+    from urllm.systems import fitted_backbone
 
     cfg = load_config(args.config, args.overrides)
     if args.threads:

@@ -22,7 +22,7 @@ from urllm.infer.store import JsonlStore
 from urllm.infer.variants import Variant, out_path
 from urllm.llm.config import LLMConfig
 from urllm.llm.tiny import tiny_llama
-from urllm.recommender import make_system
+from urllm.systems import make_system
 
 
 @pytest.fixture(scope="module")

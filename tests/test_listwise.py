@@ -20,7 +20,7 @@ from urllm.infer.variants import Variant
 from urllm.llm.config import LLMConfig
 from urllm.llm.tiny import tiny_llama
 from urllm.prompts.rank import RankPrompts, holdout_users, write_rank_datasets
-from urllm.recommender import make_system
+from urllm.systems import make_system
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +147,9 @@ def test_rank_datasets_out_of_fold_shuffled_and_labelled(tmp_path, synthetic, to
     cfg = make_cfg(tmp_path)
     prior = make_system("prior", cfg)
     prior.fit(synthetic, tmp_path)
-    stats = write_rank_datasets(cfg, synthetic, tmp_path / "rank", prior, tok, tmp_path / "prompts")
+    stats = write_rank_datasets(
+        cfg.prompts, cfg.grounding, cfg.seed, synthetic, tmp_path / "rank", prior, tok, tmp_path / "prompts"
+    )
     assert stats["candidates_out_of_fold"] and stats["train_examples"] > 0
     import pyarrow.parquet as pq
 
@@ -168,7 +170,7 @@ def test_rank_datasets_out_of_fold_shuffled_and_labelled(tmp_path, synthetic, to
 
 def test_rank_prompt_keeps_candidates_within_budget(synthetic, tok, tmp_path):
     cfg = make_cfg(tmp_path, "prompts.max_tokens=250")
-    maker = RankPrompts(cfg, synthetic, tok, 5)
+    maker = RankPrompts(cfg.prompts, synthetic, tok, 5, cfg.llm.use_chat_template)
     r = synthetic.records("valid")[0]
     lo = synthetic.catalogue.domain_range(r.domain).start
     built = maker.build(r, [], [lo, lo + 1, lo + 2])

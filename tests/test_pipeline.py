@@ -298,18 +298,26 @@ def test_lora_folder_of_other_settings_is_never_resumed(tmp_path):
 
     base = [f"run_dir={tmp_path / 'run'}", "finetune.task=title"]
     cfg = load_config(None, base)
-    check_signature(output_dir(cfg), lora_signature(cfg, prompts_dir(cfg)), "finetune")  # a first run
+    check_signature(
+        output_dir(cfg), lora_signature(cfg.finetune, cfg.llm, cfg.seed, prompts_dir(cfg)), "finetune"
+    )  # a first run
     knobs = load_config(
         None, [*base, "finetune.log_every=7", "finetune.save_every=3", "finetune.cpu_threads=1"]
     )
-    check_signature(output_dir(knobs), lora_signature(knobs, prompts_dir(knobs)), "finetune")  # runtime: fine
+    check_signature(
+        output_dir(knobs),
+        lora_signature(knobs.finetune, knobs.llm, knobs.seed, prompts_dir(knobs)),
+        "finetune",
+    )  # runtime: fine
     other = load_config(None, [*base, "finetune.lr=0.5", "finetune.lora_r=4"])
     with pytest.raises(ConfigError, match=r"finetune\.lora_r, finetune\.lr differ"):
         finetune(other)  # refused before any model is loaded or any file is touched
     prompts = prompts_dir(cfg)
     prompts.mkdir(parents=True)
     (prompts / "train.parquet").write_bytes(b"one")
-    check_signature(output_dir(cfg), lora_signature(cfg, prompts), "finetune")  # digest recorded
+    check_signature(
+        output_dir(cfg), lora_signature(cfg.finetune, cfg.llm, cfg.seed, prompts), "finetune"
+    )  # digest recorded
     (prompts / "train.parquet").write_bytes(b"two")  # other training prompts
     with pytest.raises(ConfigError, match="prompts_train differ"):
-        check_signature(output_dir(cfg), lora_signature(cfg, prompts), "finetune")
+        check_signature(output_dir(cfg), lora_signature(cfg.finetune, cfg.llm, cfg.seed, prompts), "finetune")

@@ -199,7 +199,7 @@ def test_random_hit_rate_expectation_matches_simulation(synthetic):
 
 
 def test_puresvd_retrieval_beats_random_and_embeds_history_only(synthetic):
-    svd = PureSVD(load_config(None, ["retrieval.svd.dim=8"]))
+    svd = PureSVD(load_config(None, ["retrieval.svd.dim=8"]).retrieval.svd)
     svd.fit(synthetic)
     recs = synthetic.records("valid")
     emb = svd.user_embeddings(recs, 1)
@@ -217,7 +217,7 @@ def test_puresvd_retrieval_beats_random_and_embeds_history_only(synthetic):
 
 
 def test_encoder_lookup_errors_are_clear(synthetic, tmp_path):
-    from urllm.retrieval.encoders import fitted_embedder, fitted_system
+    from urllm.systems import fitted_embedder, fitted_system
 
     cfg = load_config(None, [f"run_dir={tmp_path}"])
     with pytest.raises(ConfigError, match="unknown system 'nope'"):

@@ -79,8 +79,8 @@ def test_prompts_load_the_index_stage_and_write_only_their_own_folder(tmp_path, 
     from datasets import Dataset
 
     from urllm.data.schema import load_data
-    from urllm.retrieval.encoders import fitted_embedder
     from urllm.retrieval.neighbours import UserRetriever
+    from urllm.systems import fitted_embedder
 
     path = write_tiny_config(tmp_path, synthetic)
     cfg = load_config(path, [*GRAPH_TINY, *LISTWISE_TINY, f"llm.model={tiny_dir}"])

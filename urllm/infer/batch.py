@@ -21,26 +21,12 @@ from urllm.infer.jobs import ScoreFn, build_jobs, build_rank_jobs, prompts_file,
 from urllm.infer.store import JsonlStore
 from urllm.infer.variants import (
     Variant,
-    backbone_dir,
     out_path,
     prompts_dir,
     run_settings,
 )
 
 logger = logging.getLogger(__name__)
-
-
-def fitted_backbone(cfg, data: TwoDomainData):
-    """The backbone system (default ``graph``), fitted or loaded from its directory."""
-    from urllm.cache import fitted_system
-    from urllm.run_layout import RunLayout
-
-    name, layout = cfg.grounding.backbone, RunLayout.of(cfg)
-    if cfg.grounding.backbone_dir:
-        return fitted_system(name, cfg, data, backbone_dir(cfg))
-    # read-only from the graph stage when made from the same inputs (a downstream stage never rewrites
-    # it), else in systems/<name>, a folder keyed by all of its inputs (urllm.cache)
-    return fitted_system(name, cfg, data, layout.cache_dir(name), shared=layout.system_dir(name))
 
 
 class _Backbone:
@@ -53,6 +39,8 @@ class _Backbone:
 
     def get(self):
         if self.system is None:
+            from urllm.systems import fitted_backbone
+
             self.system = fitted_backbone(self.cfg, self.data)
         return self.system
 

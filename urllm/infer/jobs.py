@@ -176,7 +176,7 @@ def build_rank_jobs(
 
     check_unique(records, data.catalogue)
     k = cfg.grounding.top_n
-    maker = RankPrompts(cfg, data, tokenizer, k)
+    maker = RankPrompts(cfg.prompts, data, tokenizer, k, cfg.llm.use_chat_template)
     if neighbour_ids is None:
         neighbour_ids = parquet_neighbours(parquet, records, data.catalogue)
     cands, exact = backbone_candidates(backbone, records, data, k, out_of_fold)

@@ -46,8 +46,8 @@ class Live:
         if not self.system.variant.retrieval or cfg.prompts.n_neighbours == 0:
             return [[] for _ in records]
         if self._retrieval is None:
-            from urllm.retrieval.encoders import fitted_embedder
             from urllm.retrieval.neighbours import UserRetriever
+            from urllm.systems import fitted_embedder
 
             embedder = fitted_embedder(cfg, self.system.data)
             self._retrieval = (

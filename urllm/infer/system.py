@@ -68,7 +68,7 @@ class LLMSystem:
 
     def fit(self, data: TwoDomainData, run_dir: Path) -> None:
         """Nothing to train here: load the backbone and index the records of every split."""
-        from urllm.infer.batch import fitted_backbone
+        from urllm.systems import fitted_backbone
 
         self.data = data
         self.backbone = fitted_backbone(self.cfg, data)

@@ -72,20 +72,6 @@ def prompts_dir(cfg, variant: Variant) -> Path:
     return cfg.run_path / "prompts-no-retrieval"
 
 
-def backbone_dir(cfg) -> Path:
-    """Where the backbone keeps its trained state: the pipeline's stage folder (``graph``) or the folder
-    of ``urllm evaluate --system NAME`` (``systems/NAME``), whichever holds something, else the former."""
-    if cfg.grounding.backbone_dir:
-        return Path(cfg.grounding.backbone_dir)
-    name = cfg.grounding.backbone
-    places = (
-        [cfg.run_path / name, cfg.run_path / "systems" / name]
-        if name == "graph"
-        else [cfg.run_path / "systems" / name]
-    )
-    return next((p for p in places if p.is_dir() and any(p.iterdir())), places[0])
-
-
 def file_digest(path: Path | None) -> str:
     if path is None or not path.is_file():
         return ""

@@ -70,7 +70,9 @@ def rank_data_inputs(cfg: Config, data) -> dict:
     from urllm.configuration import signature_dict
 
     g = cfg.grounding
-    key, stopping = system_key(cfg, g.backbone, data)
+    from urllm.systems import system_sections
+
+    key, stopping = system_key(g.backbone, system_sections(cfg, g.backbone), cfg.seed, data)
     prompts = {k: v for k, v in signature_dict(cfg.prompts).items() if k not in NOT_IN_RANK_PROMPTS}
     neighbours = columns_digest(neighbours_source(cfg), NEIGHBOUR_COLUMNS) if cfg.prompts.n_neighbours else ""
     return {
@@ -88,8 +90,8 @@ def ensure_rank_data(cfg: Config, tokenizer) -> Path:
     per :func:`rank_data_inputs` (recorded in ``inputs.json``; other inputs: rebuilt, logged)."""
     from urllm.atomic import atomic_write_json, read_json
     from urllm.data.load import load_data_from_config
-    from urllm.infer.batch import fitted_backbone
     from urllm.prompts.rank import write_rank_datasets
+    from urllm.systems import fitted_backbone
 
     out = prompts_dir(cfg)
     if cfg.finetune.prompts_dir:  # given listwise prompts: used as they are
@@ -105,7 +107,11 @@ def ensure_rank_data(cfg: Config, tokenizer) -> Path:
             return out
         logger.info("%s was made from other inputs; rebuilding it", out)
     backbone = fitted_backbone(cfg, data)
-    write_rank_datasets(cfg, data, out, backbone, tokenizer, neighbours_source(cfg).parent)
+    g = cfg.grounding
+    parquet_dir = neighbours_source(cfg).parent
+    write_rank_datasets(
+        cfg.prompts, g, cfg.seed, data, out, backbone, tokenizer, parquet_dir, cfg.llm.use_chat_template
+    )
     atomic_write_json(out / RANK_INPUTS, inputs, indent=2)
     return out
 
@@ -183,7 +189,7 @@ def finetune(cfg: Config) -> dict:
     from urllm.cache import check_signature, lora_signature
 
     # a checkpoint or adapter made with another rank, lr, model or prompts is never resumed or reused
-    check_signature(out, lora_signature(cfg, prompts_dir(cfg)), "finetune")
+    check_signature(out, lora_signature(cfg.finetune, cfg.llm, cfg.seed, prompts_dir(cfg)), "finetune")
     if (out / SUMMARY).is_file() and (out / ADAPTER / "adapter_config.json").is_file():
         logger.info("%s: fine-tuning already finished; delete it to train again", out)
         return json.loads((out / SUMMARY).read_text())

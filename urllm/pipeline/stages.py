@@ -98,17 +98,20 @@ def evaluation_baseline(cfg: Config) -> str:
 
 
 def run_graph(ctx: StageContext) -> dict:
-    from urllm.cache import fitted_system
+    from urllm.systems import fitted_system
 
-    fitted_system("graph", ctx.cfg, load_data(ctx.stage_dir("prepare")), ctx.dir)  # stamps cache.json
+    fitted_system("graph", ctx.cfg, load_data(ctx.layout.prepare), ctx.dir)  # stamps cache.json
     return {}
 
 
 def run_index(ctx: StageContext) -> dict:
     """Index the training users and measure neighbour usefulness on valid (saved as hit_rate.json)."""
     from urllm.retrieval.run import hit_rate_report
+    from urllm.systems import fitted_embedder
 
-    report = hit_rate_report(ctx.cfg, load_data(ctx.layout.prepare), "valid", out_dir=ctx.dir)
+    data = load_data(ctx.layout.prepare)
+    embedder = fitted_embedder(ctx.cfg, data)
+    report = hit_rate_report(ctx.cfg.retrieval, data, embedder, "valid", out_dir=ctx.dir)
     (ctx.dir / "hit_rate.json").write_text(json.dumps(report, indent=2) + "\n")
     return {"hit_rate": report["hit_rate"]}
 
@@ -116,16 +119,15 @@ def run_index(ctx: StageContext) -> dict:
 def run_prompts(ctx: StageContext) -> dict:
     """The prompt datasets, with the neighbours of the index stage's retriever (loaded, not rebuilt:
     a stage writes only into its own folder)."""
-    from urllm.prompts.dataset import write_prompt_datasets
-    from urllm.retrieval.encoders import fitted_embedder
     from urllm.retrieval.neighbours import UserRetriever
+    from urllm.systems import fitted_embedder, prompt_datasets
 
     data = load_data(ctx.layout.prepare)
     embedder = retriever = None
     if ctx.cfg.prompts.n_neighbours > 0:
         embedder = fitted_embedder(ctx.cfg, data)  # read-only from the graph stage / its cache
         retriever = UserRetriever.load(ctx.layout.index, ctx.cfg.retrieval)
-    return write_prompt_datasets(ctx.cfg, data, ctx.dir, embedder=embedder, retriever=retriever)
+    return prompt_datasets(ctx.cfg, data, ctx.dir, embedder=embedder, retriever=retriever)
 
 
 def finetune_reads(ctx: StageContext) -> dict[str, str]:
@@ -172,13 +174,13 @@ def run_infer(ctx: StageContext) -> dict:
     data = load_split_data(ctx)
     if ctx.split == "test":
         # test prompts are built here (the training stages never see the test file)
-        from urllm.prompts.dataset import write_prompt_datasets
+        from urllm.systems import prompt_datasets
 
         test_prompts = ctx.dir / "prompts"
         only = TwoDomainData(
             data.name, data.catalogue, {"train": data.records("train"), "test": data.records("test")}
         )
-        write_prompt_datasets(cfg, only, test_prompts)
+        prompt_datasets(cfg, only, test_prompts)
         cfg = dataclasses.replace(cfg, infer=dataclasses.replace(cfg.infer, prompts_dir=str(test_prompts)))
     done = {}
     for name in llm_systems(cfg):
@@ -197,10 +199,9 @@ def evaluation_system(ctx: StageContext, name: str, data: TwoDomainData):
     """System ``name`` for the evaluate stage: loaded read-only from the stage that trained it (the
     graph) when made from the same inputs, else fitted in ``systems/<name>``, a cache keyed by all of
     its inputs (:mod:`urllm.cache`)."""
-    from urllm.cache import fitted_system
+    from urllm.systems import fitted_system
 
-    layout = ctx.layout
-    return fitted_system(name, ctx.cfg, data, layout.cache_dir(name), shared=layout.system_dir(name))
+    return fitted_system(name, ctx.cfg, data)
 
 
 def all_stages(cfg: Config | None = None) -> list[Stage]:

@@ -167,7 +167,8 @@ def check_fusion(name: str, cfg: Config, data: TwoDomainData, config_path: str =
 
 def load_system(name: str, cfg: Config, data: TwoDomainData, llm: tuple | None, config_path: str = "") -> Any:
     """System ``name`` ready to score, from the run's artifacts (stages checked fresh by the caller)."""
-    from urllm.recommender import kind_of, make_system, system_factory
+    from urllm.recommender import kind_of, system_factory
+    from urllm.systems import make_system
 
     factory = system_factory(name)
     if kind_of(name) == "graph" and callable(getattr(factory, "load", None)):
@@ -194,11 +195,11 @@ def load_embedder(cfg: Config, data: TwoDomainData, systems: dict[str, Any]) -> 
         from urllm.graph.system import GraphSystem
 
         return GraphSystem.load(cfg.run_path / "graph")
-    from urllm.retrieval.encoders import fitted_system
+    from urllm.systems import fitted_system
 
     if name == "sasrec" and not cfg.retrieval.encoder_dir:
         check_sasrec(cfg, data)  # fitted_system() would train otherwise
-    return fitted_system(name, cfg, data, cfg.retrieval.encoder_dir)
+    return fitted_system(name, cfg, data, from_dir=cfg.retrieval.encoder_dir)
 
 
 def load_retriever(cfg: Config, data: TwoDomainData, systems: dict[str, Any]) -> tuple[Any, Any] | None:

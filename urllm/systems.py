@@ -1,0 +1,143 @@
+"""Systems built from the root config: the one library module that reads the root ``Config``.
+
+Library classes and functions take their config sections (``SASRecSystem(cfg.sasrec, cfg.seed,
+cfg.eval)``, ``GraphSystem(cfg.graph, cfg.seed)``), explicit paths and built objects; the pipeline, the
+CLI, the recipes and the server get those from here:
+
+- :func:`make_system`: an unfitted system by registry name (the registry lists, per system, the
+  root-config sections its factory takes: ``args``);
+- :func:`fitted_system`: a fitted system, cached in the run folder under the key of all its inputs
+  (:mod:`urllm.cache`), loaded read-only from the stage that trained it when it can be;
+- :func:`fitted_embedder` (``retrieval.encoder``) and :func:`fitted_backbone` (``grounding.backbone``).
+
+Paths come from :class:`urllm.run_layout.RunLayout`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from urllm.configuration import ConfigError
+from urllm.data.schema import TwoDomainData
+from urllm.recommender import Recommender, spec_of, system_factory
+from urllm.run_layout import RunLayout
+
+if TYPE_CHECKING:
+    from urllm.config import Config
+    from urllm.retrieval.encoders import UserEmbedder
+
+logger = logging.getLogger(__name__)
+
+
+def section(cfg: Config, dotted: str) -> Any:
+    """``cfg.a.b`` for ``"a.b"``."""
+    node: Any = cfg
+    for part in dotted.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def make_system(name: str, cfg: Config) -> Recommender:
+    """An unfitted system ``name``: its factory called with the sections the registry names."""
+    spec = spec_of(name)
+    factory = system_factory(name)
+    if spec.kind == "llm":
+        return factory(cfg)
+    return factory(*(section(cfg, a) for a in spec.args))
+
+
+def system_sections(cfg: Config, name: str) -> dict[str, Any]:
+    """The config sections the fitted state of ``name`` depends on (its cache key, :mod:`urllm.cache`)."""
+    from urllm.cache import ALL_SECTIONS
+
+    spec = spec_of(name)
+    names = spec.sections if spec.sections is not None else ALL_SECTIONS
+    return {s: section(cfg, s) for s in names}
+
+
+def fitted_system(
+    name: str, cfg: Config, data: TwoDomainData, folder: str | Path | None = None, *, from_dir: str = ""
+) -> Recommender:
+    """System ``name`` fitted on ``data``.
+
+    Args:
+        folder: fit (or reuse, same key) it there; default: ``systems/<name>`` of the run, or read-only
+            from the stage folder that trained it (``graph/``) when that was made from the same inputs.
+        from_dir: load it read-only from this folder with the system's ``load(dir)`` instead.
+    """
+    from urllm.cache import fitted_system as cached
+
+    if from_dir:
+        factory = system_factory(name)
+        if not callable(getattr(factory, "load", None)):
+            raise ConfigError(f"system {name!r} cannot be loaded from a folder (it has no load(dir))")
+        logger.info("loading fitted system %s from %s", name, from_dir)
+        return factory.load(from_dir)
+    layout = RunLayout.of(cfg)
+    shared = None
+    if folder is None:
+        folder, shared = layout.cache_dir(name), layout.system_dir(name)
+    sections = system_sections(cfg, name)
+    return cached(name, lambda: make_system(name, cfg), sections, cfg.seed, data, folder, shared=shared)
+
+
+def fitted_embedder(cfg: Config, data: TwoDomainData) -> UserEmbedder:
+    """The fitted system named by ``retrieval.encoder``; it must embed users."""
+    name = cfg.retrieval.encoder
+    system = fitted_system(name, cfg, data, from_dir=cfg.retrieval.encoder_dir)
+    if not callable(getattr(system, "user_embeddings", None)):
+        raise ConfigError(f"retrieval.encoder: system {name!r} has no user_embeddings(records, domain)")
+    return system
+
+
+def fitted_backbone(cfg: Config, data: TwoDomainData) -> Recommender:
+    """The LLM systems' backbone (``grounding.backbone``), fitted in ``grounding.backbone_dir`` when given,
+    else in the run's cache (read-only from the graph stage when made from the same inputs)."""
+    g = cfg.grounding
+    return fitted_system(g.backbone, cfg, data, Path(g.backbone_dir) if g.backbone_dir else None)
+
+
+def prompt_datasets(
+    cfg: Config,
+    data: TwoDomainData,
+    out_dir: str | Path,
+    tokenizer: Any = None,
+    embedder: UserEmbedder | None = None,
+    retriever: Any = None,
+) -> dict[str, Any]:
+    """:func:`urllm.prompts.dataset.write_prompt_datasets` with the pieces made from the config: the
+    tokenizer (``llm``), the encoder and the user index (``retrieval``; the index is built in memory
+    unless given: the index stage owns ``<run_dir>/index``) and the candidates system."""
+    from urllm.configuration import to_dict
+    from urllm.prompts.dataset import write_prompt_datasets
+    from urllm.retrieval.neighbours import UserRetriever
+
+    pc, rc = cfg.prompts, cfg.retrieval
+    if tokenizer is None:
+        from urllm.llm.model import load_tokenizer
+
+        tokenizer = load_tokenizer(cfg.llm)
+    made: dict[str, Any] = {}
+
+    def neighbours() -> tuple[UserEmbedder, UserRetriever]:
+        made["embedder"] = embedder or fitted_embedder(cfg, data)
+        index = retriever or UserRetriever.build(made["embedder"], data.records("train"), rc)
+        return made["embedder"], index
+
+    def scorer() -> Recommender:
+        if "embedder" in made and (pc.candidates_system, pc.candidates_dir) == (rc.encoder, rc.encoder_dir):
+            return made["embedder"]
+        return fitted_system(pc.candidates_system, cfg, data, from_dir=pc.candidates_dir)
+
+    layout = RunLayout.of(cfg)
+    folders = [
+        Path(given) if given else layout.system_dir(name)
+        for name, given in ((rc.encoder, rc.encoder_dir), (pc.candidates_system, pc.candidates_dir))
+    ]
+    key = {"config": [to_dict(rc), to_dict(cfg.llm)], "folders": [str(f) for f in folders]}
+    return write_prompt_datasets(
+        pc, data, out_dir, tokenizer, use_chat_template=cfg.llm.use_chat_template,
+        neighbours=neighbours, scorer=scorer, key=key,
+    )  # fmt: skip
