@@ -294,7 +294,14 @@ def test_evaluate_loads_the_graph_stage_read_only(tiny_config, caplog):
 def test_lora_folder_of_other_settings_is_never_resumed(tmp_path):
     from urllm.cache import check_signature, lora_signature
     from urllm.configuration import ConfigError
-    from urllm.llm.finetune import finetune, output_dir, prompts_dir
+    from urllm.run_layout import RunLayout
+    from urllm.systems import finetune_lora
+
+    def output_dir(cfg):
+        return RunLayout.of(cfg).finetune
+
+    def prompts_dir(cfg):
+        return RunLayout.of(cfg).finetune_prompts
 
     base = [f"run_dir={tmp_path / 'run'}", "finetune.task=title"]
     cfg = load_config(None, base)
@@ -311,7 +318,7 @@ def test_lora_folder_of_other_settings_is_never_resumed(tmp_path):
     )  # runtime: fine
     other = load_config(None, [*base, "finetune.lr=0.5", "finetune.lora_r=4"])
     with pytest.raises(ConfigError, match=r"finetune\.lora_r, finetune\.lr differ"):
-        finetune(other)  # refused before any model is loaded or any file is touched
+        finetune_lora(other)  # refused before any model is loaded or any file is touched
     prompts = prompts_dir(cfg)
     prompts.mkdir(parents=True)
     (prompts / "train.parquet").write_bytes(b"one")

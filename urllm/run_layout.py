@@ -83,6 +83,22 @@ class RunLayout:
         return self._override("infer", "prompts_dir_no_retrieval") or self.root / "prompts-no-retrieval"
 
     @property
+    def infer_prompts(self) -> Path:
+        """The retrieval-augmented prompts inference reads (``infer.prompts_dir``, else ``prompts/``)."""
+        return self._override("infer", "prompts_dir") or self.prompts
+
+    @property
+    def prompts_rank(self) -> Path:
+        return self.root / "prompts-rank"
+
+    @property
+    def finetune_prompts(self) -> Path:
+        """The fine-tune's training prompts: ``finetune.prompts_dir``, else ``prompts-rank/`` (the
+        listwise task, the default) or ``prompts/`` (``finetune.task: title``)."""
+        title = self.cfg is not None and self.cfg.finetune.task == "title"
+        return self._override("finetune", "prompts_dir") or (self.prompts if title else self.prompts_rank)
+
+    @property
     def finetune(self) -> Path:
         return self._override("finetune", "output_dir") or self.stage_dir("finetune")
 

@@ -141,3 +141,82 @@ def prompt_datasets(
         pc, data, out_dir, tokenizer, use_chat_template=cfg.llm.use_chat_template,
         neighbours=neighbours, scorer=scorer, key=key,
     )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------- fine-tune
+
+RANK_INPUTS = "inputs.json"
+# prompt settings the listwise prompts do not read (they are about the prompts stage's candidates column)
+NOT_IN_RANK_PROMPTS = ("n_candidates", "candidates_system", "candidates_dir")
+# the prompts stage's columns the listwise data reads: each training record's neighbours
+NEIGHBOUR_COLUMNS = ("user", "target_domain", "target", "neighbours")
+
+
+def rank_data_inputs(cfg: Config, data: TwoDomainData) -> dict:
+    """What ``prompts-rank`` is made from: the backbone (its cache key: config, seed, data), the grounding
+    and prompt settings that shape the lists and their prompts, the seed and the prompts' neighbours
+    (only that column: a changed ``prompts.n_candidates`` changes nothing here)."""
+    from urllm.cache import columns_digest, system_key
+    from urllm.configuration import signature_dict
+
+    g = cfg.grounding
+    key, stopping = system_key(g.backbone, system_sections(cfg, g.backbone), cfg.seed, data)
+    prompts = {k: v for k, v in signature_dict(cfg.prompts).items() if k not in NOT_IN_RANK_PROMPTS}
+    source = RunLayout.of(cfg).infer_prompts / "train.parquet"
+    neighbours = columns_digest(source, NEIGHBOUR_COLUMNS) if cfg.prompts.n_neighbours else ""
+    return {
+        "backbone": {"key": key, "stopping": stopping, "dir": g.backbone_dir},
+        "grounding": {k: getattr(g, k) for k in ("top_n", "fusion_holdout_users", "rank_train_missing")},
+        "prompts": prompts,
+        "use_chat_template": cfg.llm.use_chat_template,
+        "seed": cfg.seed,
+        "neighbours": neighbours,
+    }
+
+
+def ensure_rank_data(cfg: Config, tokenizer: Any) -> Path:
+    """``<run_dir>/prompts-rank/{train,valid}.parquet`` from the backbone's out-of-fold lists, built once
+    per :func:`rank_data_inputs` (recorded in ``inputs.json``; other inputs: rebuilt, logged)."""
+    import json
+
+    from urllm.atomic import atomic_write_json, read_json
+    from urllm.data.load import load_data_from_config
+    from urllm.prompts.rank import write_rank_datasets
+
+    layout = RunLayout.of(cfg)
+    out = layout.finetune_prompts
+    if cfg.finetune.prompts_dir:  # given listwise prompts: used as they are
+        return out
+    data = load_data_from_config(cfg.data)
+    inputs = json.loads(json.dumps(rank_data_inputs(cfg, data), default=str))  # as read back
+    if (out / "train.parquet").is_file() and (out / "valid.parquet").is_file():
+        if not (out / RANK_INPUTS).is_file():
+            logger.warning("%s has no %s (an older run): reusing it; delete it to rebuild", out, RANK_INPUTS)
+            atomic_write_json(out / RANK_INPUTS, inputs, indent=2)
+            return out
+        if read_json(out / RANK_INPUTS, "the listwise data's inputs") == inputs:
+            return out
+        logger.info("%s was made from other inputs; rebuilding it", out)
+    backbone = fitted_backbone(cfg, data)
+    write_rank_datasets(
+        cfg.prompts, cfg.grounding, cfg.seed, data, out, backbone, tokenizer, layout.infer_prompts,
+        cfg.llm.use_chat_template,
+    )  # fmt: skip
+    atomic_write_json(out / RANK_INPUTS, inputs, indent=2)
+    return out
+
+
+def finetune_lora(cfg: Config) -> dict:
+    """:func:`urllm.llm.finetune.finetune` as ``cfg`` says: prompts from ``finetune.prompts_dir`` (else
+    ``prompts-rank/``, built first, or ``prompts/``), written into ``finetune.output_dir`` (else
+    ``finetune/``); the resolved config is saved beside the adapter."""
+    from urllm.config import save_config
+    from urllm.llm.finetune import finetune
+
+    layout = RunLayout.of(cfg)
+    rank = cfg.finetune.task == "rank"
+    return finetune(
+        cfg.finetune, cfg.llm, cfg.seed, layout.finetune_prompts, layout.finetune,
+        save_config=lambda path: save_config(cfg, path),
+        rank_data=(lambda tok: ensure_rank_data(cfg, tok)) if rank else None,
+    )  # fmt: skip

@@ -133,16 +133,16 @@ def run_prompts(ctx: StageContext) -> dict:
 def finetune_reads(ctx: StageContext) -> dict[str, str]:
     """What the fine-tune reads from upstream stages, by content (in place of their fingerprints): the
     prompt columns it trains on, or for the listwise task what ``prompts-rank`` is built from
-    (:func:`urllm.llm.finetune.rank_data_inputs`). An upstream change that leaves these alone (a new
+    (:func:`urllm.systems.rank_data_inputs`). An upstream change that leaves these alone (a new
     ``prompts.n_candidates`` only rewrites the prompts' candidates column) keeps the adapter."""
     import hashlib
 
     from urllm.cache import columns_digest
-    from urllm.llm.finetune import prompts_dir, rank_data_inputs
+    from urllm.systems import rank_data_inputs
 
     cfg = ctx.cfg
     if cfg.finetune.task == "title" or cfg.finetune.prompts_dir:
-        src = prompts_dir(cfg)
+        src = ctx.layout.finetune_prompts
         cols = ("prompt", "completion")
         return {f"prompts/{s}": columns_digest(src / f"{s}.parquet", cols) for s in ("train", "valid")}
     inputs = rank_data_inputs(cfg, load_data(ctx.layout.prepare))
@@ -151,9 +151,9 @@ def finetune_reads(ctx: StageContext) -> dict[str, str]:
 
 
 def run_finetune(ctx: StageContext) -> dict:
-    from urllm.llm.finetune import finetune
+    from urllm.systems import finetune_lora
 
-    return finetune(ctx.cfg)  # reads <run_dir>/prompts, writes <run_dir>/finetune (resumes)
+    return finetune_lora(ctx.cfg)  # reads prompts-rank (built first) or prompts, writes finetune (resumes)
 
 
 def llm_systems(cfg: Config) -> list[str]:

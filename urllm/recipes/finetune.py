@@ -19,9 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(parser, argv)
 
     def body(cfg) -> int:
-        from urllm.llm.finetune import finetune
+        from urllm.systems import finetune_lora
 
-        finetune(cfg)  # logs its summary with the adapter path
+        finetune_lora(cfg)  # logs its summary with the adapter path
         return 0
 
     return run(args, body)
