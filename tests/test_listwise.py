@@ -15,12 +15,17 @@ from urllm.eval.evaluate import evaluate
 from urllm.grounding.calibrate import HeldOut, fit_fusion, fuse_calibrated, reciprocal_rank
 from urllm.grounding.listwise import LABEL_ALPHABET, label_logprobs, rank_labels
 from urllm.grounding.prior import TransitionPrior
-from urllm.infer.batch import run_inference
+from urllm.infer.batch import run_inference as run_with_setup
 from urllm.infer.variants import Variant
 from urllm.llm.config import LLMConfig
 from urllm.llm.tiny import tiny_llama
 from urllm.prompts.rank import RankPrompts, holdout_users, write_rank_datasets
-from urllm.systems import make_system
+from urllm.systems import infer_setup, make_system
+
+
+def run_inference(cfg, *args, **kwargs):
+    """:func:`urllm.infer.batch.run_inference` with the setup the root config makes."""
+    return run_with_setup(infer_setup(cfg), *args, **kwargs)
 
 
 @pytest.fixture(scope="module")

@@ -106,9 +106,13 @@ class RunLayout:
     def adapter(self) -> Path:
         return self._override("infer", "adapter_dir") or self.finetune / "adapter"
 
+    @property
+    def infer_root(self) -> Path:
+        """Inference JSONL, one folder per split (``infer.out_dir``, else ``infer/``)."""
+        return self._override("infer", "out_dir") or self.stage_dir("infer")
+
     def infer(self, split: str) -> Path:
-        base = self._override("infer", "out_dir") or self.stage_dir("infer")
-        return base / split
+        return self.infer_root / split
 
     def evaluate(self, split: str) -> Path:
         return self.stage_dir("evaluate", split)

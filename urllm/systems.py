@@ -26,6 +26,7 @@ from urllm.run_layout import RunLayout
 
 if TYPE_CHECKING:
     from urllm.config import Config
+    from urllm.infer.setup import InferSetup
     from urllm.retrieval.encoders import UserEmbedder
 
 logger = logging.getLogger(__name__)
@@ -44,8 +45,28 @@ def make_system(name: str, cfg: Config) -> Recommender:
     spec = spec_of(name)
     factory = system_factory(name)
     if spec.kind == "llm":
-        return factory(cfg)
+        return factory(infer_setup(cfg))
     return factory(*(section(cfg, a) for a in spec.args))
+
+
+def infer_setup(cfg: Config) -> InferSetup:
+    """The LLM side's sections, the run's paths (``RunLayout``) and its backbone and encoder makers."""
+    from urllm.infer.setup import InferPaths, InferSetup
+
+    layout = RunLayout.of(cfg)
+    paths = InferPaths(
+        out=layout.infer_root,
+        prompts=layout.infer_prompts,
+        prompts_no_retrieval=layout.prompts_no_retrieval,
+        finetune=layout.finetune,
+        grounding_cache=layout.grounding_cache,
+        graph=layout.graph,
+    )
+    return InferSetup(
+        llm=cfg.llm, prompts=cfg.prompts, grounding=cfg.grounding, infer=cfg.infer, retrieval=cfg.retrieval,
+        seed=cfg.seed, graph_text_model=cfg.graph.text_model, paths=paths,
+        backbone=lambda data: fitted_backbone(cfg, data), embedder=lambda data: fitted_embedder(cfg, data),
+    )  # fmt: skip
 
 
 def system_sections(cfg: Config, name: str) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from urllm.grounding.prior import out_of_fold_scores
 from urllm.grounding.refiner import Grounded
 from urllm.grounding.rerank import normalise
 from urllm.infer.jobs import record_key
+from urllm.infer.setup import InferSetup
 from urllm.infer.store import JsonlStore
 from urllm.infer.variants import Variant, out_path, variant_for
 
@@ -51,14 +52,14 @@ logger = logging.getLogger(__name__)
 class LLMSystem:
     """One row of the table in :mod:`urllm.infer.variants`, as a Recommender."""
 
-    def __init__(self, cfg, name: str) -> None:
-        self.cfg = cfg
+    def __init__(self, setup: InferSetup, name: str) -> None:
+        self.setup = setup
         self.name = name
-        self.variant: Variant = variant_for(name, cfg)
+        self.variant: Variant = variant_for(name, setup.grounding.mode)
         self.data: TwoDomainData | None = None
         self.backbone = None
         self.llm: tuple | None = (
-            None  # (model, tokenizer, adapter) for in-process inference; None = load cfg.llm
+            None  # (model, tokenizer, adapter) for in-process inference; None = load setup.llm
         )
         self._split_of: dict[str, str] = {}
         self._rows: dict[str, dict[str, dict]] = {}
@@ -68,10 +69,8 @@ class LLMSystem:
 
     def fit(self, data: TwoDomainData, run_dir: Path) -> None:
         """Nothing to train here: load the backbone and index the records of every split."""
-        from urllm.systems import fitted_backbone
-
         self.data = data
-        self.backbone = fitted_backbone(self.cfg, data)
+        self.backbone = self.setup.backbone(data)
         for split, recs in data.splits.items():
             for r in recs:
                 self._split_of[record_key(r, data.catalogue)] = split
@@ -80,7 +79,7 @@ class LLMSystem:
 
     def _load(self, split: str) -> dict[str, dict]:
         if split not in self._rows:
-            self._rows[split] = JsonlStore(out_path(self.cfg, split, self.variant), {}).load()
+            self._rows[split] = JsonlStore(out_path(self.setup.paths, split, self.variant), {}).load()
         return self._rows[split]
 
     def rows(self, records: Sequence[Record]) -> list[dict]:
@@ -101,8 +100,8 @@ class LLMSystem:
             pool = records if split == "train" else self.data.records(split)
             missing = [r for r in pool if record_key(r, cat) not in have]
             missing = [r for r in dict((record_key(r, cat), r) for r in missing).values()]
-            path = out_path(self.cfg, split, self.variant)
-            if not self.cfg.infer.run_missing:
+            path = out_path(self.setup.paths, split, self.variant)
+            if not self.setup.infer.run_missing:
                 raise DataError(
                     f"{path}: {len(missing)} records have no inference row (infer.run_missing=false)"
                 )
@@ -110,7 +109,7 @@ class LLMSystem:
 
             logger.info("%s: inferring %d missing records in-process", self.name, len(missing))
             run_inference(
-                self.cfg,
+                self.setup,
                 self.data,
                 split,
                 self.variant,
@@ -123,7 +122,7 @@ class LLMSystem:
         for r, row, k in zip(records, rows, keys, strict=True):
             if row is None or int(row["target"]) != r.target:
                 raise DataError(
-                    f"{out_path(self.cfg, self._split_of[k], self.variant)}: no valid row for {k}"
+                    f"{out_path(self.setup.paths, self._split_of[k], self.variant)}: no valid row for {k}"
                 )
         return rows
 
@@ -138,7 +137,7 @@ class LLMSystem:
             ]
             return [(int(c),) for c in cands], scores, grounded
         if self.variant.mode == "rerank":
-            g = self.cfg.grounding
+            g = self.setup.grounding
             scores = normalise(row["candidate_scores"], row["candidate_tokens"], g.rerank_length_norm)
             cands = row["candidates"]
             grounded = [
@@ -167,8 +166,8 @@ class LLMSystem:
         if domain not in self.fusion:
             from urllm.prompts.rank import holdout_users
 
-            g = self.cfg.grounding
-            held = holdout_users(self.data.records("train"), g.fusion_holdout_users, self.cfg.seed)
+            g = self.setup.grounding
+            held = holdout_users(self.data.records("train"), g.fusion_holdout_users, self.setup.seed)
             recs = [r for r in self.data.records("train") if r.user in held and r.domain == domain]
             fit = FusionFit()
             if recs:
@@ -190,7 +189,7 @@ class LLMSystem:
 
     def fuse_row(self, row: dict, base: np.ndarray, domain: int) -> np.ndarray:
         groups, scores, _ = self.groups(row)
-        g = self.cfg.grounding
+        g = self.setup.grounding
         lo = self.data.catalogue.domain_range(domain).start
         if g.fusion == "calibrated":
             fit = self.fusion_fit(domain)
@@ -320,8 +319,8 @@ def list_diagnostics(stats: list[dict]) -> dict:
 
 
 def _factory(name: str):
-    def make(cfg) -> LLMSystem:
-        return LLMSystem(cfg, name)
+    def make(setup: InferSetup) -> LLMSystem:
+        return LLMSystem(setup, name)
 
     make.__name__ = name.replace("-", "_")
     return make

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from urllm.configuration import ConfigError, to_dict
+from urllm.infer.setup import InferPaths, InferSetup
 
 SYSTEM_NAMES = (
     "urllm",
@@ -44,8 +45,8 @@ class Variant:
         return self.mode + ("" if self.retrieval else "-no-retrieval")
 
 
-def variant_for(name: str, cfg) -> Variant:
-    mode = cfg.grounding.mode
+def variant_for(name: str, mode: str) -> Variant:
+    """The inference run system ``name`` reads; ``mode``: ``grounding.mode`` (``urllm``'s mode)."""
     table = {
         "urllm": Variant(mode),
         "urllm-constrained": Variant("constrained"),
@@ -59,17 +60,12 @@ def variant_for(name: str, cfg) -> Variant:
     return table[name]
 
 
-def out_path(cfg, split: str, variant: Variant) -> Path:
-    base = Path(cfg.infer.out_dir) if cfg.infer.out_dir else cfg.run_path / "infer"
-    return base / split / f"{variant.run_name}.jsonl"
+def out_path(paths: InferPaths, split: str, variant: Variant) -> Path:
+    return paths.out / split / f"{variant.run_name}.jsonl"
 
 
-def prompts_dir(cfg, variant: Variant) -> Path:
-    if variant.retrieval:
-        return Path(cfg.infer.prompts_dir) if cfg.infer.prompts_dir else cfg.run_path / "prompts"
-    if cfg.infer.prompts_dir_no_retrieval:
-        return Path(cfg.infer.prompts_dir_no_retrieval)
-    return cfg.run_path / "prompts-no-retrieval"
+def prompts_dir(paths: InferPaths, variant: Variant) -> Path:
+    return paths.prompts if variant.retrieval else paths.prompts_no_retrieval
 
 
 def file_digest(path: Path | None) -> str:
@@ -82,10 +78,10 @@ def file_digest(path: Path | None) -> str:
     return h.hexdigest()[:16]
 
 
-def run_settings(cfg, variant: Variant, parquet: Path | None, adapter: Path | None) -> dict:
+def run_settings(setup: InferSetup, variant: Variant, parquet: Path | None, adapter: Path | None) -> dict:
     """What an inference run's rows depend on (stored beside its JSONL; a change means a rerun)."""
-    g = cfg.grounding
-    llm = {k: v for k, v in to_dict(cfg.llm).items() if k != "cache_dir"}
+    g = setup.grounding
+    llm = {k: v for k, v in to_dict(setup.llm).items() if k != "cache_dir"}
     mode_keys = {
         "constrained": ("num_beams", "length_penalty"),
         "free": ("num_beams", "length_penalty", "free_max_new_tokens", "refiner"),
@@ -101,8 +97,8 @@ def run_settings(cfg, variant: Variant, parquet: Path | None, adapter: Path | No
         "prompts": str(parquet) if parquet else "history-only builder",
         "prompts_digest": file_digest(parquet),
         "grounding": {k: to_dict(getattr(g, k)) for k in mode_keys},
-        "eval_target_shortcut": bool(getattr(cfg.infer, "eval_target_shortcut", False)),
+        "eval_target_shortcut": bool(getattr(setup.infer, "eval_target_shortcut", False)),
     }
     if parquet is None or variant.mode == "rank":  # rank re-renders every prompt with its candidates
-        settings["prompt_config"] = to_dict(cfg.prompts)
+        settings["prompt_config"] = to_dict(setup.prompts)
     return settings

@@ -182,11 +182,14 @@ def run_infer(ctx: StageContext) -> dict:
         )
         prompt_datasets(cfg, only, test_prompts)
         cfg = dataclasses.replace(cfg, infer=dataclasses.replace(cfg.infer, prompts_dir=str(test_prompts)))
+    from urllm.systems import infer_setup
+
+    setup = infer_setup(cfg)
     done = {}
     for name in llm_systems(cfg):
-        variant = variant_for(name, cfg)
+        variant = variant_for(name, cfg.grounding.mode)
         if variant.run_name not in done:
-            done[variant.run_name] = str(run_inference(cfg, data, ctx.split, variant))
+            done[variant.run_name] = str(run_inference(setup, data, ctx.split, variant))
     return done
 
 

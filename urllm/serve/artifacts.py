@@ -115,7 +115,7 @@ def needed_stages(name: str, cfg: Config) -> list[str]:
         from urllm.infer.variants import variant_for
 
         stages = ["prepare", *needed_stages(cfg.grounding.backbone, cfg)]
-        if variant_for(name, cfg).retrieval:
+        if variant_for(name, cfg.grounding.mode).retrieval:
             stages.append("index")
         if cfg.infer.use_adapter and not cfg.infer.adapter_dir and "finetune" in cfg.pipeline.stages:
             stages.append("finetune")
@@ -155,7 +155,9 @@ def check_fusion(name: str, cfg: Config, data: TwoDomainData, config_path: str =
     train = data.records("train")
     held = holdout_users(train, cfg.grounding.fusion_holdout_users, cfg.seed)
     keys = [record_key(r, data.catalogue) for r in train if r.user in held]
-    path = out_path(cfg, "train", variant_for(name, cfg))
+    from urllm.systems import infer_setup
+
+    path = out_path(infer_setup(cfg).paths, "train", variant_for(name, cfg.grounding.mode))
     have = JsonlStore(path, {}).load() if path.is_file() else {}
     missing = sum(k not in have for k in keys)
     if missing:
