@@ -100,6 +100,7 @@ def test_unknown_stage_is_an_error(tiny_config):
 
 def test_report_renders_tables_and_plots(tiny_config):
     from urllm.report import write_report
+    from urllm.run_layout import RunLayout
 
     cfg = load_config(tiny_config)
     run_pipeline(cfg, all_stages(), ["evaluate"], "valid")
@@ -116,7 +117,7 @@ def test_report_renders_tables_and_plots(tiny_config):
             m.update(ood_rate=0.0, raw_ood_rate=raw, raw_valid_title_rate=raw, raw_in_history_rate=raw)
         results["systems"][name] = res
     path.write_text(json.dumps(results))
-    report = write_report(cfg.run_path, "valid")
+    report = write_report(RunLayout.of(cfg), "valid")
     text = report.read_text()
     assert "| transition |" in text and "## Cold start" in text and "## Training curves" in text
     assert "| urllm-free | " in text and "| urllm-rerank | " not in text.split("## Out-of-domain")[1]

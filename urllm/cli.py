@@ -177,9 +177,10 @@ def cmd_pipeline(args) -> int:
 
 def cmd_report(args) -> int:
     from urllm.report import write_report
+    from urllm.run_layout import RunLayout
 
     try:
-        print(write_report(Path(args.run_dir), args.split))
+        print(write_report(RunLayout(Path(args.run_dir)), args.split))
     except (FileNotFoundError, ValueError) as exc:
         logger.error("%s", exc)
         return 2

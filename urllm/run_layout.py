@@ -120,6 +120,11 @@ class RunLayout:
     def results(self, split: str) -> Path:
         return self.evaluate(split) / "results.json"
 
+    @property
+    def report(self) -> Path:
+        """``urllm report``'s tables and plots."""
+        return self.root / "report"
+
     # ---- systems and caches
     def system_dir(self, name: str) -> Path:
         """Where system ``name`` keeps its trained state: its stage's folder, else ``systems/<name>``."""
