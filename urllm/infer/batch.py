@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from urllm.data.schema import Record, TwoDomainData
+from urllm.infer.grounders import grounder_class
 from urllm.infer.jobs import ScoreFn, build_jobs, build_rank_jobs, prompts_file, record_key, select_records
 from urllm.infer.setup import InferSetup
 from urllm.infer.store import JsonlStore
@@ -108,7 +109,8 @@ def run_inference(
         llm = load_llm(setup.llm, adapter, state.device)
     model, tokenizer, _ = llm
     bb = _Backbone(setup, data, backbone, out_of_fold=split == "train")
-    if variant.mode == "rank":
+    grounder = grounder_class(variant.mode)
+    if grounder.lists == "labelled":
         if bb.fn is not None:
             raise TypeError("rank mode needs the backbone system (score / score_out_of_fold), not a function")
         jobs = build_rank_jobs(
@@ -117,13 +119,13 @@ def run_inference(
         if setup.infer.eval_target_shortcut:
             jobs = _shortcut(jobs, store, state)
     else:
-        top_n = setup.grounding.top_n if variant.mode == "rerank" else 0
+        top_n = setup.grounding.top_n if grounder.lists == "titles" else 0
         # the backbone fills in candidates the parquet lacks (e.g. prompts.n_candidates=0), fitted lazily
         jobs = build_jobs(
             pending, cat, parquet, tokenizer, setup.prompts, setup.llm.use_chat_template, top_n, bb
         )
     cache_dir = setup.paths.grounding_cache
-    emb = shared_title_embeddings(setup, cat.n_items) if variant.mode == "free" else None
+    emb = shared_title_embeddings(setup, cat.n_items) if grounder.refines else None
     with state.main_process_first():  # the first process fills the title-embedding cache, the others read it
         engine = Engine(
             setup.grounding, cat, variant.mode, model, tokenizer, cache_dir=cache_dir, title_embeddings=emb

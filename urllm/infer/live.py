@@ -63,14 +63,14 @@ class Live:
         s = self.system
         setup, data = s.setup, s.data
         nbrs = self.neighbours(records)
-        if s.variant.mode == "rank":
+        if s.grounder.lists == "labelled":
             return build_rank_jobs(records, data, None, self.tok, setup, s.backbone, neighbour_ids=nbrs)
         from urllm.prompts.builder import PromptBuilder
         from urllm.retrieval.neighbours import training_users
 
         _, items = training_users(data.records("train"))
         builder = PromptBuilder(setup.prompts, data.catalogue, self.tok, setup.llm.use_chat_template)
-        top_n = setup.grounding.top_n if s.variant.mode == "rerank" else 0
+        top_n = setup.grounding.top_n if s.grounder.lists == "titles" else 0
         jobs = build_jobs(
             records,
             data.catalogue,
@@ -117,7 +117,7 @@ class Live:
             fit = s.fusion_fit(domain)
             grounding |= {"fusion_weight": fit.weight, "backbone_temperature": fit.temperature}
             temp = fit.temperature
-        if s.variant.mode in ("rank", "rerank"):
+        if s.grounder.lists:
             grounding["k"] = s.setup.grounding.top_n
         cols, llm = (
             candidate_columns(groups, scores, lo, len(base)) if groups else (np.zeros(0, int), np.zeros(0))

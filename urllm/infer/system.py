@@ -40,7 +40,7 @@ from urllm.grounding.calibrate import FusionFit, HeldOut, fit_fusion, fuse_calib
 from urllm.grounding.fusion import fuse
 from urllm.grounding.prior import out_of_fold_scores
 from urllm.grounding.refiner import Grounded
-from urllm.grounding.rerank import normalise
+from urllm.infer.grounders import make_grounder
 from urllm.infer.jobs import record_key
 from urllm.infer.setup import InferSetup
 from urllm.infer.store import JsonlStore
@@ -56,6 +56,7 @@ class LLMSystem:
         self.setup = setup
         self.name = name
         self.variant: Variant = variant_for(name, setup.grounding.mode)
+        self.grounder = make_grounder(self.variant.grounding, setup.grounding)
         self.data: TwoDomainData | None = None
         self.backbone = None
         self.llm: tuple | None = (
@@ -129,29 +130,9 @@ class LLMSystem:
     # ------------------------------------------------------------------------------------------ score
 
     def groups(self, row: dict) -> tuple[list[tuple[int, ...]], list[float], list[Grounded]]:
-        """LLM groups (item tuples), their scores, and the grounded outputs behind them."""
-        if self.variant.mode == "rank":
-            cands, scores = row["candidates"], [float(x) for x in row["label_logprobs"]]
-            grounded = [
-                Grounded("", "candidate", s, (int(c),), ()) for c, s in zip(cands, scores, strict=True)
-            ]
-            return [(int(c),) for c in cands], scores, grounded
-        if self.variant.mode == "rerank":
-            g = self.setup.grounding
-            scores = normalise(row["candidate_scores"], row["candidate_tokens"], g.rerank_length_norm)
-            cands = row["candidates"]
-            grounded = [
-                Grounded("", "candidate", float(s), (int(c),), ()) for c, s in zip(cands, scores, strict=True)
-            ]
-            return [(int(c),) for c in cands], scores.tolist(), grounded
-        grounded = [Grounded.from_dict(d) for d in row["grounded"]]
-        scores = [float(o["score"]) for o in row["outputs"]]
-        keep = [
-            i
-            for i, gr in enumerate(grounded)
-            if gr.items and (self.variant.grounding or gr.method == "exact")
-        ]
-        return [grounded[i].items for i in keep], [scores[i] for i in keep], [grounded[i] for i in keep]
+        """LLM groups (item tuples), their scores, and the grounded outputs behind them (the
+        variant's grounder)."""
+        return self.grounder.groups(row)
 
     def _backbone_scores(self, records: Sequence[Record], domain: int) -> np.ndarray:
         """Backbone scores; out of fold for training records (the held-out fusion fit)."""
@@ -284,11 +265,11 @@ class LLMSystem:
                 ("history", "raw_in_history_rate"),
             ):
                 m[name] = sum(s.get(key, 0) for s in stats) / n_raw if n_raw else None
-            if self.variant.mode == "free" and n_raw:
+            if self.grounder.refines and n_raw:
                 methods: Counter = sum((s["methods"] for s in stats), Counter())
                 for method in ("exact", "bm25", "knn", "none", "empty"):
                     m[f"refiner_{method}_rate"] = methods.get(method, 0) / n_raw
-            if self.variant.mode in ("rank", "rerank"):
+            if self.grounder.lists:
                 m |= list_diagnostics(stats)
             if d in self.fusion:
                 m |= self.fusion[d].to_dict()

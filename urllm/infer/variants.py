@@ -1,17 +1,18 @@
 """LLM systems and the inference runs they read.
 
-A *variant* is one inference run: a grounding mode and a prompt kind (with or without similar users).
+A *variant* is one inference run (a grounding mode's LLM step and a prompt kind: with or without
+similar users) and the grounder that turns its rows into LLM groups (:mod:`urllm.infer.grounders`).
 Several systems can share a run: ``urllm-no-grounding`` reads the free-generation run of ``urllm-free``
-and keeps only exact in-domain titles.
+with the ``exact`` grounder, which keeps only exact in-domain titles.
 
-| system               | mode                  | prompts             | grounding          |
-|----------------------|-----------------------|---------------------|--------------------|
-| urllm                | grounding.mode (rank) | retrieval-augmented | backbone top-K     |
-| urllm-constrained    | constrained           | retrieval-augmented | trie               |
-| urllm-free           | free                  | retrieval-augmented | refiner            |
-| urllm-rerank         | rerank                | retrieval-augmented | backbone top-N     |
-| urllm-no-retrieval   | grounding.mode        | history only        | as urllm           |
-| urllm-no-grounding   | free                  | retrieval-augmented | exact matches only |
+| system               | run (mode)            | prompts             | grounder               |
+|----------------------|-----------------------|---------------------|------------------------|
+| urllm                | grounding.mode (rank) | retrieval-augmented | the mode's             |
+| urllm-constrained    | constrained           | retrieval-augmented | constrained (trie)     |
+| urllm-free           | free                  | retrieval-augmented | free (refiner)         |
+| urllm-rerank         | rerank                | retrieval-augmented | rerank (backbone top-N)|
+| urllm-no-retrieval   | grounding.mode        | history only        | as urllm               |
+| urllm-no-grounding   | free                  | retrieval-augmented | exact (titles only)    |
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from urllm.configuration import ConfigError, to_dict
+from urllm.infer.grounders import grounder_class
 from urllm.infer.setup import InferPaths, InferSetup
 
 SYSTEM_NAMES = (
@@ -35,9 +37,17 @@ SYSTEM_NAMES = (
 
 @dataclass(frozen=True)
 class Variant:
+    """Args: mode: the run's grounding mode (its LLM step); retrieval: prompts with similar users;
+    grounder: the grounding mode reading its rows ('' = ``mode``)."""
+
     mode: str
     retrieval: bool = True
-    grounding: bool = True
+    grounder: str = ""
+
+    @property
+    def grounding(self) -> str:
+        """The name of the grounder that reads the run's rows."""
+        return self.grounder or self.mode
 
     @property
     def run_name(self) -> str:
@@ -53,7 +63,7 @@ def variant_for(name: str, mode: str) -> Variant:
         "urllm-free": Variant("free"),
         "urllm-rerank": Variant("rerank"),
         "urllm-no-retrieval": Variant(mode, retrieval=False),
-        "urllm-no-grounding": Variant("free", grounding=False),
+        "urllm-no-grounding": Variant("free", grounder="exact"),
     }
     if name not in table:
         raise ConfigError(f"unknown LLM system {name!r}; known: {', '.join(SYSTEM_NAMES)}")
@@ -82,12 +92,7 @@ def run_settings(setup: InferSetup, variant: Variant, parquet: Path | None, adap
     """What an inference run's rows depend on (stored beside its JSONL; a change means a rerun)."""
     g = setup.grounding
     llm = {k: v for k, v in to_dict(setup.llm).items() if k != "cache_dir"}
-    mode_keys = {
-        "constrained": ("num_beams", "length_penalty"),
-        "free": ("num_beams", "length_penalty", "free_max_new_tokens", "refiner"),
-        "rerank": ("top_n", "rerank_append_eos", "backbone"),
-        "rank": ("top_n", "backbone", "backbone_dir"),
-    }[variant.mode]
+    mode_keys = grounder_class(variant.mode).settings
     settings = {
         "mode": variant.mode,
         "retrieval": variant.retrieval,
