@@ -8,7 +8,10 @@ CLI, the recipes and the server get those from here:
   root-config sections its factory takes: ``args``);
 - :func:`fitted_system`: a fitted system, cached in the run folder under the key of all its inputs
   (:mod:`urllm.cache`), loaded read-only from the stage that trained it when it can be;
-- :func:`fitted_embedder` (``retrieval.encoder``) and :func:`fitted_backbone` (``grounding.backbone``).
+- :func:`fitted_embedder` (``retrieval.encoder``) and :func:`fitted_backbone` (``grounding.backbone``);
+- :func:`infer_setup`: the LLM side's sections, paths and system makers (:mod:`urllm.infer.setup`);
+- :func:`prompt_datasets`: the prompt writer with its tokenizer, user index and candidates system;
+- :func:`finetune_lora` (with :func:`ensure_rank_data`): the LoRA fine-tune on its prompts and folders.
 
 Paths come from :class:`urllm.run_layout.RunLayout`.
 """
