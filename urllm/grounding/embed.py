@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -57,8 +58,24 @@ class MiniLMEncoder:
         out = []
         starts = range(0, len(texts), self.batch_size)
         quiet = len(starts) < 8  # query batches stay silent; catalogue passes show progress
+        every = max(
+            1, len(starts) // 10
+        )  # catalogue passes also log ~10 progress lines (tqdm is off in logs)
+        done = np.cumsum([0] + [len(t) for t in texts])  # characters before each text: cost ~ length
+        began = time.perf_counter()
         with torch.inference_mode():
-            for start in tqdm(starts, desc="title embeddings", unit="batch", disable=True if quiet else None):
+            for i, start in enumerate(
+                tqdm(starts, desc="title embeddings", unit="batch", disable=True if quiet else None)
+            ):
+                if not quiet and i and i % every == 0:
+                    spent = time.perf_counter() - began
+                    logger.info(
+                        "embedded %d / %d texts in %.0f s (about %.0f s left)",
+                        start,
+                        len(texts),
+                        spent,
+                        spent * (done[-1] - done[start]) / max(done[start], 1),
+                    )
                 batch = self.tokenizer(
                     list(texts[start : start + self.batch_size]),
                     padding=True,
@@ -70,6 +87,8 @@ class MiniLMEncoder:
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # (B, H)
                 out.append(torch.nn.functional.normalize(pooled, dim=-1).float().numpy())
+        if not quiet:
+            logger.info("embedded %d texts in %.1f s", len(texts), time.perf_counter() - began)
         dim = self.model.config.hidden_size
         return np.concatenate(out) if out else np.zeros((0, dim), dtype=np.float32)
 
