@@ -190,7 +190,10 @@ class LLMSystem:
         idx = [i for i, k in enumerate(known) if k]
         for i, row in zip(idx, self.rows([records[i] for i in idx]) if idx else [], strict=True):
             rows[i] = row
-        live = [i for i, k in enumerate(known) if not k]
+        # a row of the evaluation shortcut was written without the LLM because its target is not a
+        # candidate: it read the target, so outside that evaluation (serving) the record runs live
+        shortcut = self.setup.infer.eval_target_shortcut
+        live = [i for i, row in enumerate(rows) if row is None or (row.get("llm_skipped") and not shortcut)]
         if live:
             for i, row in zip(live, self.live().rows([records[i] for i in live]), strict=True):
                 rows[i] = row
