@@ -30,7 +30,7 @@ def one(args) -> dict:
     if device.type == "cpu" and args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = build_lora_model(cfg, device.type).to(device).train()
+    model = build_lora_model(cfg.finetune, cfg.llm, device.type).to(device).train()
     rss_loaded = _peak_mb(device)
     total = args.length + args.completion
     vocab = model.config.vocab_size

@@ -74,10 +74,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from urllm.config import load_config
     from urllm.data.load import load_data_from_config
-    from urllm.infer.batch import fitted_backbone
-    from urllm.infer.engine import Engine, load_llm, quantize_int8
+    from urllm.infer.engine import Engine, adapter_path, load_llm, quantize_int8
     from urllm.infer.jobs import build_jobs, build_rank_jobs, prompts_file, select_records
     from urllm.infer.variants import Variant, prompts_dir
+    from urllm.systems import fitted_backbone, infer_setup
 
     cfg = load_config(args.config, args.overrides)
     if args.threads:
@@ -85,11 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     data = load_data_from_config(cfg.data)
     cat = data.catalogue
     records = select_records(data.records(args.split), (args.users + 1) // 2)[: args.users]
-    model, tok, adapter = load_llm(cfg, torch.device("cpu"))
+    setup = infer_setup(cfg)
+    adapter = adapter_path(cfg.infer, setup.paths.finetune)
+    model, tok, adapter = load_llm(cfg.llm, adapter, torch.device("cpu"))
     g = cfg.grounding
-    parquet = prompts_file(prompts_dir(cfg, Variant("rank")), args.split, cfg.infer.prompt_source)
+    parquet = prompts_file(prompts_dir(setup.paths, Variant("rank")), args.split, cfg.infer.prompt_source)
     backbone = fitted_backbone(cfg, data)
-    rank_jobs = build_rank_jobs(records, data, parquet, tok, cfg, backbone)
+    rank_jobs = build_rank_jobs(records, data, parquet, tok, setup, backbone)
     peak = peak_gflops()
     quantized = None
     lines = []

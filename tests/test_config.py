@@ -167,7 +167,8 @@ def test_llm_model_that_is_a_file_or_a_missing_gguf(tmp_path):
 
 
 def test_system_registry_kinds():
-    from urllm.recommender import KINDS, REGISTRY, is_llm_system, llm_systems, make_system
+    from urllm.recommender import KINDS, REGISTRY, is_llm_system, llm_systems
+    from urllm.systems import make_system
 
     assert {s.kind for s in REGISTRY.values()} <= set(KINDS)
     assert is_llm_system("urllm-no-retrieval") and not is_llm_system("graph") and not is_llm_system("nope")

@@ -11,8 +11,9 @@ from urllm.config import load_config
 from urllm.configuration import ConfigError
 from urllm.llm.collate import IGNORE, Collator, completion_loss_sum, encode_example
 from urllm.llm.config import LLMConfig
-from urllm.llm.finetune import build_lora_model, finetune
+from urllm.llm.finetune import build_lora_model
 from urllm.llm.train_state import read_log
+from urllm.systems import finetune_lora as finetune
 
 # single-token titles: every example has exactly two labelled tokens (title + EOS), so a mean over a
 # 2-process batch equals the mean over the same examples in one process
@@ -116,7 +117,8 @@ def test_long_prompts_lose_their_oldest_tokens(tokenizer):
 
 
 def test_completion_loss_equals_the_model_loss(tmp_path, tiny_dir, tokenizer):
-    model = build_lora_model(_config(tmp_path, tiny_dir, tokenizer, "a"), "cpu").eval()
+    cfg = _config(tmp_path, tiny_dir, tokenizer, "a")
+    model = build_lora_model(cfg.finetune, cfg.llm, "cpu").eval()
     exs = [encode_example(tokenizer, _prompt(tokenizer, i), TITLES[i], 64) for i in range(3)]
     batch = Collator(pad_id=2)(exs)
     with torch.no_grad():
@@ -128,7 +130,8 @@ def test_completion_loss_equals_the_model_loss(tmp_path, tiny_dir, tokenizer):
 
 def test_training_changes_only_lora_weights_and_lowers_the_loss(tmp_path, tiny_dir, tokenizer):
     torch.manual_seed(0)
-    model = build_lora_model(_config(tmp_path, tiny_dir, tokenizer, "a"), "cpu").train()
+    cfg = _config(tmp_path, tiny_dir, tokenizer, "a")
+    model = build_lora_model(cfg.finetune, cfg.llm, "cpu").train()
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n for n in trainable)

@@ -16,13 +16,18 @@ from urllm.configuration import ConfigError
 from urllm.data.schema import TwoDomainData
 from urllm.eval.evaluate import evaluate
 from urllm.infer import engine as engine_mod
-from urllm.infer.batch import run_inference
+from urllm.infer.batch import run_inference as run_with_setup
 from urllm.infer.jobs import record_key
 from urllm.infer.store import JsonlStore
 from urllm.infer.variants import Variant, out_path
 from urllm.llm.config import LLMConfig
 from urllm.llm.tiny import tiny_llama
-from urllm.recommender import make_system
+from urllm.systems import infer_setup, make_system
+
+
+def run_inference(cfg, *args, **kwargs):
+    """:func:`urllm.infer.batch.run_inference` with the setup the root config makes."""
+    return run_with_setup(infer_setup(cfg), *args, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +188,9 @@ def test_llm_systems_end_to_end(tmp_path, small, llm, fusion):
             if system.variant.mode not in ("rank", "rerank"):  # oracle: raw outputs matched to a history item
                 recs = {record_key(r, cat): r for r in small.records("valid") if cat.domains[r.domain] == d}
                 rows = [
-                    row for row in read_rows(out_path(cfg, "valid", system.variant)) if row["key"] in recs
+                    row
+                    for row in read_rows(out_path(infer_setup(cfg).paths, "valid", system.variant))
+                    if row["key"] in recs
                 ]
                 hits = [
                     bool(set(recs[row["key"]].history) & {*g["items"], *g["dropped"]})
@@ -251,7 +258,11 @@ def test_two_processes_split_and_gather(tmp_path, small, llm):
 
     one = read_rows(run_inference(make_cfg(tmp_path), small, "valid", Variant("rerank"), llm=llm))
     spawn_launcher(_two_process_job, args=(str(tmp_path), small), num_processes=2)
-    two = read_rows(out_path(make_cfg(tmp_path, f"infer.out_dir={tmp_path}/two"), "valid", Variant("rerank")))
+    two = read_rows(
+        out_path(
+            infer_setup(make_cfg(tmp_path, f"infer.out_dir={tmp_path}/two")).paths, "valid", Variant("rerank")
+        )
+    )
     assert sorted(r["key"] for r in two) == sorted(r["key"] for r in one)  # each record once, padding trimmed
     by_key = {r["key"]: r for r in one}
     for r in two:

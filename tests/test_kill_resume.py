@@ -113,8 +113,8 @@ def _finetune_job(run_dir: str, kill_at: int, tiny_dir: str) -> None:
     from test_finetune import _config
 
     from urllm.llm.config import LLMConfig
-    from urllm.llm.finetune import finetune
     from urllm.llm.model import load_tokenizer
+    from urllm.systems import finetune_lora as finetune
 
     tok = load_tokenizer(LLMConfig())
     root = Path(run_dir)

@@ -15,12 +15,18 @@ from urllm.eval.evaluate import evaluate
 from urllm.grounding.calibrate import HeldOut, fit_fusion, fuse_calibrated, reciprocal_rank
 from urllm.grounding.listwise import LABEL_ALPHABET, label_logprobs, rank_labels
 from urllm.grounding.prior import TransitionPrior
-from urllm.infer.batch import run_inference
+from urllm.infer.batch import run_inference as run_with_setup
+from urllm.infer.jobs import record_key
 from urllm.infer.variants import Variant
 from urllm.llm.config import LLMConfig
 from urllm.llm.tiny import tiny_llama
 from urllm.prompts.rank import RankPrompts, holdout_users, write_rank_datasets
-from urllm.recommender import make_system
+from urllm.systems import infer_setup, make_system
+
+
+def run_inference(cfg, *args, **kwargs):
+    """:func:`urllm.infer.batch.run_inference` with the setup the root config makes."""
+    return run_with_setup(infer_setup(cfg), *args, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +153,9 @@ def test_rank_datasets_out_of_fold_shuffled_and_labelled(tmp_path, synthetic, to
     cfg = make_cfg(tmp_path)
     prior = make_system("prior", cfg)
     prior.fit(synthetic, tmp_path)
-    stats = write_rank_datasets(cfg, synthetic, tmp_path / "rank", prior, tok, tmp_path / "prompts")
+    stats = write_rank_datasets(
+        cfg.prompts, cfg.grounding, cfg.seed, synthetic, tmp_path / "rank", prior, tok, tmp_path / "prompts"
+    )
     assert stats["candidates_out_of_fold"] and stats["train_examples"] > 0
     import pyarrow.parquet as pq
 
@@ -168,7 +176,7 @@ def test_rank_datasets_out_of_fold_shuffled_and_labelled(tmp_path, synthetic, to
 
 def test_rank_prompt_keeps_candidates_within_budget(synthetic, tok, tmp_path):
     cfg = make_cfg(tmp_path, "prompts.max_tokens=250")
-    maker = RankPrompts(cfg, synthetic, tok, 5)
+    maker = RankPrompts(cfg.prompts, synthetic, tok, 5, cfg.llm.use_chat_template)
     r = synthetic.records("valid")[0]
     lo = synthetic.catalogue.domain_range(r.domain).start
     built = maker.build(r, [], [lo, lo + 1, lo + 2])
@@ -219,7 +227,7 @@ def test_rank_end_to_end_zero_ood_fusion_in_json_and_live(tmp_path, small, llm):
 
 def test_eval_shortcut_gives_the_same_metrics(tmp_path, small, llm):
     """Lists without the target skip the forward pass and still score exactly as with it."""
-    results = {}
+    results, systems = {}, {}
     for name, flag in (("full", "false"), ("short", "true")):
         cfg = make_cfg(
             tmp_path / name,
@@ -231,6 +239,7 @@ def test_eval_shortcut_gives_the_same_metrics(tmp_path, small, llm):
         system.llm = llm
         system.fit(small, tmp_path / name)
         results[name] = evaluate(system, small, "valid", cfg.eval, "urllm")
+        systems[name] = system
         text = (tmp_path / name / "infer" / "valid" / "rank.jsonl").read_text()
         rows = [json.loads(x) for x in text.splitlines()]
         outside = [r for r in rows if r["target"] not in r["candidates"]]
@@ -240,6 +249,24 @@ def test_eval_shortcut_gives_the_same_metrics(tmp_path, small, llm):
     for d in small.catalogue.domains:
         for k in ("MRR", "NDCG@10", "HR@10"):
             assert results["short"]["per_domain"][d][k] == pytest.approx(results["full"]["per_domain"][d][k])
+    # outside that evaluation (serving) a shortcut row is never used: the record runs live, as without it
+    systems["short"].setup.infer.eval_target_shortcut = False
+    skipped = {r["key"] for r in rows if r.get("llm_skipped")}
+    rec = next(r for r in small.records("valid") if record_key(r, small.catalogue) in skipped)
+    short, seen = systems["short"], []
+    real_live = short.live
+
+    def spy():
+        lv = real_live()
+        real_rows = lv.rows
+        lv.rows = lambda recs: seen.extend(recs) or real_rows(recs)
+        return lv
+
+    short.live = spy
+    np.testing.assert_allclose(
+        short.score([rec], rec.domain), systems["full"].score([rec], rec.domain), atol=1e-5
+    )
+    assert seen == [rec]
 
 
 def test_prior_counts_every_sequence_of_a_user_whose_windows_the_cap_left_apart(synthetic):

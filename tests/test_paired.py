@@ -111,11 +111,10 @@ def test_cold_start_copies_never_leak_cut_items(synthetic):
 def test_per_record_rows_paired_sections_and_round_trip(synthetic, tmp_path):
     from urllm.baselines.popularity import Popularity
     from urllm.baselines.transition import Transition
-    from urllm.config import Config
 
     cfg = EvalConfig(cold_start=[0, 1], bootstrap_resamples=500)
     results, per = {}, {}
-    for name, system in (("popularity", Popularity(Config())), ("transition", Transition(Config()))):
+    for name, system in (("popularity", Popularity()), ("transition", Transition())):
         system.fit(synthetic, tmp_path)
         results[name], per[name] = evaluate_records(system, synthetic, "valid", cfg, name)
     add_paired(results, per, "popularity", cfg)

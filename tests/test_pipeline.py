@@ -100,6 +100,7 @@ def test_unknown_stage_is_an_error(tiny_config):
 
 def test_report_renders_tables_and_plots(tiny_config):
     from urllm.report import write_report
+    from urllm.run_layout import RunLayout
 
     cfg = load_config(tiny_config)
     run_pipeline(cfg, all_stages(), ["evaluate"], "valid")
@@ -116,7 +117,7 @@ def test_report_renders_tables_and_plots(tiny_config):
             m.update(ood_rate=0.0, raw_ood_rate=raw, raw_valid_title_rate=raw, raw_in_history_rate=raw)
         results["systems"][name] = res
     path.write_text(json.dumps(results))
-    report = write_report(cfg.run_path, "valid")
+    report = write_report(RunLayout.of(cfg), "valid")
     text = report.read_text()
     assert "| transition |" in text and "## Cold start" in text and "## Training curves" in text
     assert "| urllm-free | " in text and "| urllm-rerank | " not in text.split("## Out-of-domain")[1]
@@ -294,22 +295,37 @@ def test_evaluate_loads_the_graph_stage_read_only(tiny_config, caplog):
 def test_lora_folder_of_other_settings_is_never_resumed(tmp_path):
     from urllm.cache import check_signature, lora_signature
     from urllm.configuration import ConfigError
-    from urllm.llm.finetune import finetune, output_dir, prompts_dir
+    from urllm.run_layout import RunLayout
+    from urllm.systems import finetune_lora
+
+    def output_dir(cfg):
+        return RunLayout.of(cfg).finetune
+
+    def prompts_dir(cfg):
+        return RunLayout.of(cfg).finetune_prompts
 
     base = [f"run_dir={tmp_path / 'run'}", "finetune.task=title"]
     cfg = load_config(None, base)
-    check_signature(output_dir(cfg), lora_signature(cfg, prompts_dir(cfg)), "finetune")  # a first run
+    check_signature(
+        output_dir(cfg), lora_signature(cfg.finetune, cfg.llm, cfg.seed, prompts_dir(cfg)), "finetune"
+    )  # a first run
     knobs = load_config(
         None, [*base, "finetune.log_every=7", "finetune.save_every=3", "finetune.cpu_threads=1"]
     )
-    check_signature(output_dir(knobs), lora_signature(knobs, prompts_dir(knobs)), "finetune")  # runtime: fine
+    check_signature(
+        output_dir(knobs),
+        lora_signature(knobs.finetune, knobs.llm, knobs.seed, prompts_dir(knobs)),
+        "finetune",
+    )  # runtime: fine
     other = load_config(None, [*base, "finetune.lr=0.5", "finetune.lora_r=4"])
     with pytest.raises(ConfigError, match=r"finetune\.lora_r, finetune\.lr differ"):
-        finetune(other)  # refused before any model is loaded or any file is touched
+        finetune_lora(other)  # refused before any model is loaded or any file is touched
     prompts = prompts_dir(cfg)
     prompts.mkdir(parents=True)
     (prompts / "train.parquet").write_bytes(b"one")
-    check_signature(output_dir(cfg), lora_signature(cfg, prompts), "finetune")  # digest recorded
+    check_signature(
+        output_dir(cfg), lora_signature(cfg.finetune, cfg.llm, cfg.seed, prompts), "finetune"
+    )  # digest recorded
     (prompts / "train.parquet").write_bytes(b"two")  # other training prompts
     with pytest.raises(ConfigError, match="prompts_train differ"):
-        check_signature(output_dir(cfg), lora_signature(cfg, prompts), "finetune")
+        check_signature(output_dir(cfg), lora_signature(cfg.finetune, cfg.llm, cfg.seed, prompts), "finetune")

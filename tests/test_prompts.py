@@ -16,7 +16,7 @@ from urllm.data.schema import Catalogue, Record, TwoDomainData
 from urllm.data.synthetic import make_synthetic
 from urllm.prompts.builder import PromptBuilder, count_tokens
 from urllm.prompts.config import PromptConfig
-from urllm.prompts.dataset import write_prompt_datasets
+from urllm.systems import prompt_datasets
 
 
 class WhitespaceTokenizer:
@@ -226,9 +226,7 @@ def prompt_run(tmp_path_factory):
             "prompts.max_tokens=220",
         ],
     )
-    stats = write_prompt_datasets(
-        cfg, data, out / "prompts", tokenizer=WhitespaceTokenizer(), index_dir=out / "index"
-    )
+    stats = prompt_datasets(cfg, data, out / "prompts", tokenizer=WhitespaceTokenizer())
     return cfg, data, out / "prompts", stats
 
 
@@ -282,14 +280,14 @@ def test_no_leakage(prompt_run):
 def test_finished_splits_are_skipped(prompt_run):
     cfg, data, folder, _ = prompt_run
     before = {s: (folder / f"{s}.parquet").stat().st_mtime_ns for s in ("train", "valid", "test")}
-    write_prompt_datasets(cfg, data, folder, tokenizer=WhitespaceTokenizer())
+    prompt_datasets(cfg, data, folder, tokenizer=WhitespaceTokenizer())
     assert before == {s: (folder / f"{s}.parquet").stat().st_mtime_ns for s in ("train", "valid", "test")}
 
 
 def test_no_retrieval_prompts_have_no_neighbours(tmp_path):
     data = make_synthetic(n_users=40, seed=2)
     cfg = load_config(None, [f"run_dir={tmp_path}", "prompts.n_neighbours=0", "prompts.n_candidates=0"])
-    write_prompt_datasets(cfg, data, tmp_path / "prompts", tokenizer=WhitespaceTokenizer())
+    prompt_datasets(cfg, data, tmp_path / "prompts", tokenizer=WhitespaceTokenizer())
     t = read_split(tmp_path / "prompts", "valid")
     assert all(n == [] for n in t["neighbours"]) and all(c == [] for c in t["candidates"])
     assert not any("Similar user" in p for p in t["prompt"])

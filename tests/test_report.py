@@ -7,6 +7,7 @@ from conftest import write_tiny_config
 from urllm.config import load_config
 from urllm.pipeline.runner import run_pipeline
 from urllm.pipeline.stages import all_stages
+from urllm.run_layout import RunLayout
 
 
 def make_run(tmp_path, synthetic):
@@ -33,7 +34,7 @@ def make_run(tmp_path, synthetic):
             m.update(ood_rate=0.0, raw_ood_rate=raw, raw_valid_title_rate=raw, raw_in_history_rate=raw)
         results["systems"][name] = res
     results_path.write_text(json.dumps(results))
-    return cfg.run_path
+    return RunLayout.of(cfg)
 
 
 def test_report_shows_n_intervals_and_simulated_cold_start(tmp_path, synthetic):

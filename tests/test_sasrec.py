@@ -38,9 +38,14 @@ def make_cfg(**sasrec) -> Config:
     return Config(seed=0, sasrec=SASRecConfig(**{**SMALL, **sasrec}))
 
 
+def make_sasrec(**sasrec) -> SASRecSystem:
+    cfg = make_cfg(**sasrec)
+    return SASRecSystem(cfg.sasrec, cfg.seed, cfg.eval)
+
+
 def unfitted(synthetic, **sasrec) -> SASRecSystem:
     """A system with an initialised model, as fit() leaves it before the first epoch."""
-    system = SASRecSystem(make_cfg(**sasrec))
+    system = make_sasrec(**sasrec)
     cat = synthetic.catalogue
     system.ranges = [cat.domain_range(d) for d in (0, 1)]
     system.item_domain = cat.item_domain
@@ -153,7 +158,7 @@ def test_every_parameter_receives_gradient(synthetic, tie_weights):
 
 
 def test_trained_model_beats_popularity(synthetic, tmp_path):
-    system = SASRecSystem(make_cfg(epochs=12, patience=12))
+    system = make_sasrec(epochs=12, patience=12)
     system.fit(synthetic, tmp_path)
     pop = Popularity()
     pop.fit(synthetic)
@@ -166,15 +171,15 @@ def test_trained_model_beats_popularity(synthetic, tmp_path):
 
 
 def test_resume_and_reuse_of_the_checkpoint(synthetic, tmp_path, monkeypatch):
-    straight = SASRecSystem(make_cfg(epochs=3, patience=10))
+    straight = make_sasrec(epochs=3, patience=10)
     straight.fit(synthetic, tmp_path / "straight")
 
     # a run "killed" after one epoch, then started again with the full budget, resumes at epoch 2
-    SASRecSystem(make_cfg(epochs=1, patience=10)).fit(synthetic, tmp_path / "resumed")
+    make_sasrec(epochs=1, patience=10).fit(synthetic, tmp_path / "resumed")
     state = torch.load(tmp_path / "resumed" / CHECKPOINT, weights_only=True)
     assert state["epoch"] == 1 and state["optimizer"]["state"]
     assert state["config"]["epochs"] == 1 and state["signature"]["seed"] == 0
-    resumed = SASRecSystem(make_cfg(epochs=3, patience=10))
+    resumed = make_sasrec(epochs=3, patience=10)
     resumed.fit(synthetic, tmp_path / "resumed")
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
     for key, value in straight.model.state_dict().items():
@@ -185,15 +190,15 @@ def test_resume_and_reuse_of_the_checkpoint(synthetic, tmp_path, monkeypatch):
         raise AssertionError("retrained a finished run")
 
     monkeypatch.setattr(SASRecSystem, "_train", no_training)
-    again = SASRecSystem(make_cfg(epochs=3, patience=10))
+    again = make_sasrec(epochs=3, patience=10)
     again.fit(synthetic, tmp_path / "straight")
     recs = synthetic.records("valid")
     np.testing.assert_array_equal(again.score(recs, 0), straight.score(recs, 0))
 
 
 def test_a_checkpoint_of_another_config_is_not_resumed(synthetic, tmp_path, caplog):
-    SASRecSystem(make_cfg(epochs=1)).fit(synthetic, tmp_path)
-    other = SASRecSystem(make_cfg(epochs=1, hidden=16))
+    make_sasrec(epochs=1).fit(synthetic, tmp_path)
+    other = make_sasrec(epochs=1, hidden=16)
     other.fit(synthetic, tmp_path)
     assert "different config" in caplog.text
     assert other.user_embeddings(synthetic.records("valid")[:2], 0).shape == (2, 16)

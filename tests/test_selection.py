@@ -24,11 +24,11 @@ def test_sasrec_selects_without_the_valid_split(synthetic, tmp_path):
     only_train = TwoDomainData(synthetic.name, synthetic.catalogue, {"train": synthetic.records("train")})
     cfg = Config()
     cfg = dataclasses.replace(cfg, sasrec=dataclasses.replace(cfg.sasrec, hidden=16, epochs=2, device="cpu"))
-    system = SASRecSystem(cfg)
+    system = SASRecSystem(cfg.sasrec, cfg.seed, cfg.eval)
     system.fit(only_train, tmp_path / "a")  # would raise DataError if it read "valid"
     assert [h["epoch"] for h in system.history] == [1, 2]
     assert all(set(h) >= {"art", "office"} for h in system.history)  # held-out MRR per domain
     none = dataclasses.replace(cfg, sasrec=dataclasses.replace(cfg.sasrec, selection="none"))
-    fixed = SASRecSystem(none)
+    fixed = SASRecSystem(none.sasrec, none.seed, none.eval)
     fixed.fit(only_train, tmp_path / "b")
     assert [h["epoch"] for h in fixed.history] == [1, 2] and "art" not in fixed.history[0]

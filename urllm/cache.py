@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,26 +58,20 @@ def data_digest(data: TwoDomainData, splits: tuple[str, ...] = ("train", "valid"
     return digest
 
 
-def _section(cfg, dotted: str):
-    node = cfg
-    for part in dotted.split("."):
-        node = getattr(node, part)
-    return node
-
-
-def system_key(cfg, name: str, data: TwoDomainData) -> tuple[dict, dict]:
+def system_key(name: str, sections: dict[str, Any], seed: int, data: TwoDomainData) -> tuple[dict, dict]:
     """(key, stopping): what the folder of ``name`` must have been made from, and the fields that do not
     change its trained state but must match to *load* it (stopping rules; scoring-only fields that a
-    section's module lists in ``NOT_IN_SIGNATURE``, such as ``graph.neural_weight``)."""
+    section's module lists in ``NOT_IN_SIGNATURE``, such as ``graph.neural_weight``).
+
+    ``sections``: dotted name -> config section, the ones the registry lists for ``name``
+    (:func:`urllm.systems.system_sections`)."""
     import sys
 
     from urllm.recommender import spec_of
 
     spec = spec_of(name)
-    sections = spec.sections if spec.sections is not None else ALL_SECTIONS
     config, stopping = {}, {}
-    for s in sections:
-        section = _section(cfg, s)
+    for s, section in sections.items():
         if not hasattr(section, "__dataclass_fields__"):
             config[s] = to_dict(section)
             continue
@@ -84,8 +79,8 @@ def system_key(cfg, name: str, data: TwoDomainData) -> tuple[dict, dict]:
         loose = {*marked_keys(type(section), "extends"), *getattr(module, "NOT_IN_SIGNATURE", ())}
         loose -= set(marked_keys(type(section), "runtime"))
         config[s] = {k: v for k, v in signature_dict(section).items() if k not in loose}
-        stopping.update({f"{s}.{k}": to_dict(_section(section, k)) for k in sorted(loose)})
-    key = {"system": spec.state, "config": config, "seed": cfg.seed, "data": data_digest(data)}
+        stopping.update({f"{s}.{k}": to_dict(getattr(section, k)) for k in sorted(loose)})
+    key = {"system": spec.state, "config": config, "seed": seed, "data": data_digest(data)}
     return key, stopping
 
 
@@ -134,17 +129,26 @@ def prepare_folder(folder: Path, key: dict, stopping: dict, what: str) -> dict |
     return stamp
 
 
-def fitted_system(name: str, cfg, data: TwoDomainData, folder: str | Path, shared: str | Path | None = None):
+def fitted_system(
+    name: str,
+    make: Callable[[], Any],
+    sections: dict[str, Any],
+    seed: int,
+    data: TwoDomainData,
+    folder: str | Path,
+    shared: str | Path | None = None,
+):
     """System ``name`` fitted on ``data`` with its state in ``folder`` (see the module docstring).
 
-    ``shared``: an upstream stage's folder (``<run_dir>/graph``) that may hold this very system, fitted
-    on the same inputs: then it is loaded from there read-only, and ``folder`` is not touched. A stage
-    folder is only ever written by its own stage."""
+    ``make()`` returns the unfitted system; ``sections`` and ``seed`` are what its key is made of
+    (:func:`system_key`). ``shared``: an upstream stage's folder (``<run_dir>/graph``) that may hold this
+    very system, fitted on the same inputs: then it is loaded from there read-only, and ``folder`` is not
+    touched. A stage folder is only ever written by its own stage."""
     from urllm.recommender import system_factory
 
     folder = Path(folder)
     factory = system_factory(name)
-    key, stopping = system_key(cfg, name, data)
+    key, stopping = system_key(name, sections, seed, data)
     if shared is not None and Path(shared) != folder:
         shared = Path(shared)
         stamp = read_stamp(shared)
@@ -164,7 +168,7 @@ def fitted_system(name: str, cfg, data: TwoDomainData, folder: str | Path, share
             return system
     folder.mkdir(parents=True, exist_ok=True)
     _write_stamp(folder, {"key": key, "stopping": stopping, "fitted": False})
-    system = factory(cfg)
+    system = make()
     system.fit(data, folder)
     _write_stamp(folder, {"key": key, "stopping": stopping, "fitted": True})
     return system
@@ -218,11 +222,12 @@ def _write_stamp_file(path: Path, obj: dict) -> None:
     atomic_write_json(path, obj, indent=2)
 
 
-def lora_signature(cfg, prompts: Path) -> dict:
-    """What a LoRA checkpoint or adapter depends on: the fine-tune settings (runtime fields and the
-    folders left out), the model, the seed and the training/valid prompt files (when they exist)."""
-    ft = {k: v for k, v in signature_dict(cfg.finetune).items() if k not in ("prompts_dir", "output_dir")}
-    sig: dict[str, Any] = {"finetune": ft, "llm": signature_dict(cfg.llm), "seed": cfg.seed}
+def lora_signature(finetune, llm, seed: int, prompts: Path) -> dict:
+    """What a LoRA checkpoint or adapter depends on: the fine-tune settings (``finetune``: runtime fields
+    and the folders left out), the model (``llm``), the seed and the training/valid prompt files (when
+    they exist)."""
+    ft = {k: v for k, v in signature_dict(finetune).items() if k not in ("prompts_dir", "output_dir")}
+    sig: dict[str, Any] = {"finetune": ft, "llm": signature_dict(llm), "seed": seed}
     for split in ("train", "valid"):
         f = Path(prompts) / f"{split}.parquet"
         if f.is_file():
@@ -235,4 +240,20 @@ def _file_digest(path: Path) -> str:
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
+    return h.hexdigest()[:20]
+
+
+def columns_digest(path: str | Path, columns: tuple[str, ...]) -> str:
+    """sha256 of ``columns`` of a parquet file ('' when it does not exist): what a reader of those
+    columns depends on, whatever the other columns hold."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        return ""
+    table = pq.read_table(path, columns=list(columns))
+    h = hashlib.sha256()
+    for name in columns:
+        h.update(f"\n#{name}\n".encode())
+        h.update(json.dumps(table.column(name).to_pylist(), default=str).encode())
     return h.hexdigest()[:20]

@@ -75,14 +75,14 @@ def cmd_data_fetch_movielens(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from urllm.cache import fitted_system
     from urllm.config import save_config
     from urllm.data.load import load_data_from_config
     from urllm.eval.evaluate import add_paired, evaluate_records, format_summary, format_table
     from urllm.eval.per_record import write_per_record
     from urllm.infer.jobs import select_records
-    from urllm.recommender import is_llm_system, make_system
+    from urllm.recommender import is_llm_system
     from urllm.run_layout import RunLayout
+    from urllm.systems import fitted_system, make_system
 
     cfg = _load(args)
     layout = RunLayout.of(cfg)
@@ -108,7 +108,7 @@ def cmd_evaluate(args) -> int:
     for name, system in systems.items():
         # on every record of every split, never on the scored subset alone; in a folder keyed by all
         # its inputs, or read-only from the pipeline stage that trained it (urllm.cache)
-        system = fitted_system(name, cfg, data, layout.cache_dir(name), shared=layout.system_dir(name))
+        system = fitted_system(name, cfg, data)
         save_config(cfg, layout.cache_dir(name) / "config.yaml")
         data.splits[args.split] = scored
         try:
@@ -177,9 +177,10 @@ def cmd_pipeline(args) -> int:
 
 def cmd_report(args) -> int:
     from urllm.report import write_report
+    from urllm.run_layout import RunLayout
 
     try:
-        print(write_report(Path(args.run_dir), args.split))
+        print(write_report(RunLayout(Path(args.run_dir)), args.split))
     except (FileNotFoundError, ValueError) as exc:
         logger.error("%s", exc)
         return 2
@@ -189,11 +190,12 @@ def cmd_report(args) -> int:
 def cmd_retrieval_hit_rate(args) -> int:
     from urllm.data.load import load_data_from_config
     from urllm.retrieval.run import hit_rate_report
+    from urllm.systems import fitted_embedder
 
     cfg = _load(args)
     data = load_data_from_config(cfg.data)
     data.records(args.split)  # fail early on a missing split
-    report = hit_rate_report(cfg, data, args.split)
+    report = hit_rate_report(cfg.retrieval, data, fitted_embedder(cfg, data), args.split)
     print(json.dumps(report, indent=2))
     if args.out:
         _write_json(report, args.out)
@@ -203,13 +205,13 @@ def cmd_retrieval_hit_rate(args) -> int:
 def cmd_prompts_build(args) -> int:
     from urllm.config import save_config
     from urllm.data.load import load_data_from_config
-    from urllm.prompts.dataset import write_prompt_datasets
+    from urllm.systems import prompt_datasets
 
     cfg = _load(args)
     data = load_data_from_config(cfg.data)
     out = cfg.run_path / "prompts"
     save_config(cfg, out / "config.yaml")
-    stats = write_prompt_datasets(cfg, data, out, index_dir=cfg.run_path / "index")
+    stats = prompt_datasets(cfg, data, out)  # the index is built in memory, not saved
     print(json.dumps({split: s["prompt_tokens"] for split, s in stats.items()}, indent=2))
     if args.out:
         _write_json(stats, args.out)

@@ -13,8 +13,11 @@ A system has a *kind*:
 | encoder    | a user encoder for retrieval that also scores items          | svd                       |
 | llm        | an LLM system: inference JSONL + grounding over a backbone   | urllm, urllm-no-retrieval |
 
-Adding a system is one :func:`register` call below (``module:factory``; the factory takes the root
-``Config`` and returns an unfitted :class:`Recommender`); nothing is imported until it is made.
+Adding a system is one :func:`register` call below (``module:factory``, and ``args``: the root-config
+sections its factory takes, in order); nothing is imported until it is made. Factories take config
+sections, never the root ``Config``: :mod:`urllm.systems` is the one module that reads the root config
+and builds systems from it (``make_system(name, cfg)``; the LLM systems take an
+:class:`urllm.infer.setup.InferSetup` made there).
 """
 
 from __future__ import annotations
@@ -23,15 +26,12 @@ import importlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
 from urllm.configuration import ConfigError
 from urllm.data.schema import Record, TwoDomainData
-
-if TYPE_CHECKING:
-    from urllm.config import Config
 
 Kind = Literal["baseline", "graph", "encoder", "llm"]
 KINDS: tuple[str, ...] = ("baseline", "graph", "encoder", "llm")
@@ -54,7 +54,7 @@ class SystemSpec:
     Args:
         name: the name configs and the command line use.
         kind: one of :data:`KINDS`.
-        factory: ``"module:attr"``; ``attr(cfg)`` returns an unfitted system.
+        factory: ``"module:attr"``; ``attr(*args)`` returns an unfitted system.
         embeds_users: it has ``user_embeddings(records, domain)`` (can be ``retrieval.encoder``).
         help: one line for listings and error messages.
         sections: the dotted config sections its fitted state depends on (with the seed and the data:
@@ -62,6 +62,8 @@ class SystemSpec:
             change anywhere refits it).
         state_of: the system whose trained state it scores with (``graph-encoder``: ``graph``); its
             cached folder and key are that system's.
+        args: the dotted root-config sections (or ``seed``) passed to the factory, in order
+            (:func:`urllm.systems.make_system`); an ``llm`` system's factory takes an ``InferSetup``.
     """
 
     name: str
@@ -71,6 +73,7 @@ class SystemSpec:
     help: str = ""
     sections: tuple[str, ...] | None = None
     state_of: str = ""
+    args: tuple[str, ...] = ()
 
     @property
     def state(self) -> str:
@@ -90,6 +93,7 @@ def register(
     help: str = "",
     sections: tuple[str, ...] | None = None,
     state_of: str = "",
+    args: tuple[str, ...] = (),
 ) -> None:
     """Add a system to the registry (a name registered twice is a programming error)."""
     if name in REGISTRY:
@@ -100,7 +104,7 @@ def register(
         raise ValueError(f"system {name!r}: factory must be 'module:attr', got {factory!r}")
     if sections is None and kind == "llm":
         sections = ()  # nothing fitted in its own folder: the backbone has its own
-    REGISTRY[name] = SystemSpec(name, kind, factory, embeds_users, help, sections, state_of)
+    REGISTRY[name] = SystemSpec(name, kind, factory, embeds_users, help, sections, state_of, args)
 
 
 register("popularity", "baseline", "urllm.baselines.popularity:Popularity", help="item counts", sections=())
@@ -110,24 +114,25 @@ register(
     help="the graph's untrained prior: log transitions of the 3 recent items", sections=(),
 )  # fmt: skip
 register(
-    "prior", "baseline", "urllm.grounding.prior:TransitionPrior", help="transition prior; leave-user-out"
-)
+    "prior", "baseline", "urllm.grounding.prior:TransitionPrior", help="transition prior; leave-user-out",
+    sections=(),
+)  # fmt: skip
 register(
     "sasrec", "baseline", "urllm.baselines.sasrec:SASRecSystem", embeds_users=True, help="SASRec",
-    sections=("sasrec",),
+    sections=("sasrec",), args=("sasrec", "seed", "eval"),
 )  # fmt: skip
 register(
     "graph", "graph", "urllm.graph.system:GraphSystem", embeds_users=True, help="dual-graph encoder",
-    sections=("graph",),
+    sections=("graph",), args=("graph", "seed"),
 )  # fmt: skip
 register(
     "graph-encoder", "graph", "urllm.graph.system:GraphEncoderSystem", embeds_users=True,
     help="the trained graph model scored by its encoder alone (no prior, no item bias)", sections=("graph",),
-    state_of="graph",
+    state_of="graph", args=("graph", "seed"),
 )  # fmt: skip
 register(
     "svd", "encoder", "urllm.retrieval.svd:PureSVD", embeds_users=True, help="PureSVD user encoder",
-    sections=("retrieval.svd",),
+    sections=("retrieval.svd",), args=("retrieval.svd",),
 )  # fmt: skip
 register("urllm", "llm", "urllm.infer.system:URLLM", help="URLLM with grounding.mode")
 register("urllm-constrained", "llm", "urllm.infer.system:URLLM_CONSTRAINED", help="trie beam search")
@@ -189,15 +194,10 @@ def check_system(name: str, key: str, *, role: str = "any") -> None:
     raise ConfigError(f"{key}: {problem}; {what[2:]}s: {', '.join(sorted(allowed))}")
 
 
-def system_factory(name: str, key: str = "system") -> Callable[[Config], Recommender]:
+def system_factory(name: str, key: str = "system") -> Callable[..., Recommender]:
     """The registered factory of ``name`` (imports its module)."""
     module, attr = spec_of(name, key).factory.split(":")
     try:
         return getattr(importlib.import_module(module), attr)
     except ModuleNotFoundError as exc:
         raise ConfigError(f"system {name!r} is registered but its module is missing: {exc}") from None
-
-
-def make_system(name: str, cfg: Config) -> Recommender:
-    """An unfitted system ``name`` built from the root config."""
-    return system_factory(name)(cfg)

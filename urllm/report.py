@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from urllm.run_layout import RunLayout
+
 logger = logging.getLogger(__name__)
 
 MAIN_METRICS = ("MRR", "NDCG@5", "NDCG@10", "HR@1", "HR@5", "HR@10")
@@ -197,10 +199,13 @@ def plot_curves(logs: dict[str, list[dict]], out: Path) -> bool:
     return True
 
 
-def _training_logs(run_dir: Path) -> dict[str, list[dict]]:
+def _training_logs(layout: RunLayout) -> dict[str, list[dict]]:
     """Every training log of the run: the fine-tune's ``train_log.jsonl`` and the graph's epoch history."""
-    logs = {p.parent.name: read_log(p) for p in sorted(run_dir.glob("*/train_log.jsonl"))}
-    states = sorted((run_dir / "graph").rglob("train_state.json"), key=lambda p: p.stat().st_mtime)
+    files = {p.parent.name: p for p in sorted(layout.root.glob("*/train_log.jsonl"))}
+    if (layout.finetune / "train_log.jsonl").is_file():  # finetune.output_dir may lie elsewhere
+        files["finetune"] = layout.finetune / "train_log.jsonl"
+    logs = {name: read_log(p) for name, p in files.items()}
+    states = sorted(layout.graph.rglob("train_state.json"), key=lambda p: p.stat().st_mtime)
     if states:  # the newest complete checkpoint's state holds the whole epoch history
         try:
             logs["graph"] = json.loads(states[-1].read_text()).get("history", [])
@@ -247,22 +252,22 @@ def _simulated_cold_start(systems: dict[str, dict]) -> list[str]:
     return lines
 
 
-def write_report(run_dir: Path, split: str = "valid") -> Path:
+def write_report(layout: RunLayout, split: str = "valid") -> Path:
     """Write ``<run_dir>/report/report.md`` and its plots; returns the report path."""
-    split_dir = run_dir / "evaluate" / split
-    results_file = split_dir / "results.json"
+    split_dir = layout.evaluate(split)
+    results_file = layout.results(split)
     if not results_file.is_file():
         raise FileNotFoundError(f"{results_file} not found: run `urllm pipeline` (evaluate stage) first")
     systems = json.loads(results_file.read_text())["systems"]
     if not systems:
         raise ValueError(f"{results_file} lists no systems")
-    out = run_dir / "report"
+    out = layout.report
     out.mkdir(parents=True, exist_ok=True)
     first = next(iter(systems.values()))
     ns = ", ".join(f"{d} n = {first['per_domain'][d]['n']}" for d in _domains(systems))
     scope = f"subset: {first['subset']}" if first.get("subset") else "all records"
     lines = [
-        f"# urllm report: {run_dir.name}",
+        f"# urllm report: {layout.root.name}",
         "",
         f"Split `{split}` ({scope}; {ns}), {first['protocol']} ranking over the target domain.",
         "",
@@ -311,7 +316,7 @@ def write_report(run_dir: Path, split: str = "valid") -> Path:
                     cells = (f"{m[k]:.3f}" if m.get(k) is not None else "–" for k in OOD_KEYS)
                     lines.append(f"| {name} | {d} | " + " | ".join(cells) + " |")
         lines.append("")
-    if plot_curves(_training_logs(run_dir), out / "curves.png"):
+    if plot_curves(_training_logs(layout), out / "curves.png"):
         lines += ["## Training curves", "", "![training curves](curves.png)", ""]
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")

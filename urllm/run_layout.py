@@ -83,6 +83,22 @@ class RunLayout:
         return self._override("infer", "prompts_dir_no_retrieval") or self.root / "prompts-no-retrieval"
 
     @property
+    def infer_prompts(self) -> Path:
+        """The retrieval-augmented prompts inference reads (``infer.prompts_dir``, else ``prompts/``)."""
+        return self._override("infer", "prompts_dir") or self.prompts
+
+    @property
+    def prompts_rank(self) -> Path:
+        return self.root / "prompts-rank"
+
+    @property
+    def finetune_prompts(self) -> Path:
+        """The fine-tune's training prompts: ``finetune.prompts_dir``, else ``prompts-rank/`` (the
+        listwise task, the default) or ``prompts/`` (``finetune.task: title``)."""
+        title = self.cfg is not None and self.cfg.finetune.task == "title"
+        return self._override("finetune", "prompts_dir") or (self.prompts if title else self.prompts_rank)
+
+    @property
     def finetune(self) -> Path:
         return self._override("finetune", "output_dir") or self.stage_dir("finetune")
 
@@ -90,15 +106,24 @@ class RunLayout:
     def adapter(self) -> Path:
         return self._override("infer", "adapter_dir") or self.finetune / "adapter"
 
+    @property
+    def infer_root(self) -> Path:
+        """Inference JSONL, one folder per split (``infer.out_dir``, else ``infer/``)."""
+        return self._override("infer", "out_dir") or self.stage_dir("infer")
+
     def infer(self, split: str) -> Path:
-        base = self._override("infer", "out_dir") or self.stage_dir("infer")
-        return base / split
+        return self.infer_root / split
 
     def evaluate(self, split: str) -> Path:
         return self.stage_dir("evaluate", split)
 
     def results(self, split: str) -> Path:
         return self.evaluate(split) / "results.json"
+
+    @property
+    def report(self) -> Path:
+        """``urllm report``'s tables and plots."""
+        return self.root / "report"
 
     # ---- systems and caches
     def system_dir(self, name: str) -> Path:

@@ -12,7 +12,7 @@ from urllm.data.sequences import item_counts
 
 
 class Popularity:
-    def __init__(self, cfg=None) -> None:
+    def __init__(self) -> None:
         self.counts: np.ndarray | None = None
         self.ranges: list[range] = []
 

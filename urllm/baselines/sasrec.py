@@ -32,6 +32,7 @@ from urllm.baselines.checkpoint import TrainState, load_state, save_state, signa
 from urllm.baselines.config import SASRecConfig
 from urllm.data.schema import Record, TwoDomainData
 from urllm.data.sequences import user_sequences
+from urllm.eval.config import EvalConfig
 from urllm.eval.evaluate import rank_counts
 from urllm.eval.metrics import expected_metrics
 from urllm.eval.selection import heldout_users
@@ -118,10 +119,12 @@ def resolve_device(name: str) -> torch.device:
 class SASRecSystem:
     """The Recommender port (``fit`` / ``score``) and the user-embedding port over a trained SASRec."""
 
-    def __init__(self, cfg) -> None:
-        self.cfg: SASRecConfig = cfg.sasrec
-        self.seed: int = cfg.seed
-        self.eval_cfg = dataclasses.replace(cfg.eval, sampled_negatives=0)  # select on full ranking
+    def __init__(self, cfg: SASRecConfig, seed: int = 0, eval_cfg: EvalConfig | None = None) -> None:
+        """Args: cfg: the model and its training; seed; eval_cfg: how held-out users are ranked when
+        selecting the epoch (always on the full ranking)."""
+        self.cfg = cfg
+        self.seed = seed
+        self.eval_cfg = dataclasses.replace(eval_cfg or EvalConfig(), sampled_negatives=0)
         self.device = resolve_device(self.cfg.device)
         self.model: SASRecModel | None = None
         self.ranges: list[range] = []

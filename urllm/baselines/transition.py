@@ -18,7 +18,7 @@ from urllm.data.sequences import domain_sequences, item_counts
 
 
 class Transition:
-    def __init__(self, cfg=None) -> None:
+    def __init__(self) -> None:
         self.next_counts: dict[int, Counter] = {}
         self.pop: np.ndarray | None = None
         self.item_domain: np.ndarray | None = None

@@ -47,7 +47,7 @@ def recent_items(history: Sequence[int], item_domain: np.ndarray, domain: int, k
 class TransitionPrior:
     """Recommender: the untrained prior formula above (no parameters fitted beyond counting)."""
 
-    def __init__(self, cfg=None) -> None:
+    def __init__(self) -> None:
         self.succ: dict[int, Counter] = {}
         self.pred: dict[int, Counter] = {}
         self.pop: np.ndarray | None = None

@@ -64,11 +64,8 @@ def build_graphs(data: TwoDomainData, cfg: GraphConfig) -> dict[str, torch.Tenso
 class GraphSystem:
     """Dual-graph encoder as a :class:`~urllm.recommender.Recommender` with ``user_embeddings``."""
 
-    def __init__(self, cfg: Any = None, seed: int | None = None) -> None:
-        if cfg is None or isinstance(cfg, GraphConfig):  # a GraphConfig, or the root Config
-            self.cfg, self.seed = cfg or GraphConfig(), seed or 0
-        else:
-            self.cfg, self.seed = cfg.graph, cfg.seed if seed is None else seed
+    def __init__(self, cfg: GraphConfig | None = None, seed: int = 0) -> None:
+        self.cfg, self.seed = cfg or GraphConfig(), seed
         self.model: DualGraphEncoder | None = None
         self.item_domain: np.ndarray | None = None
         self.device = torch.device("cpu")

@@ -33,12 +33,10 @@ PREDECESSOR_WEIGHTS = (0.5, 0.25, 0.125)
 POP_EPS = 1e-6  # popularity breaks ties only (far below log(2)/8)
 
 
-
-
 class TransitionPrior:
     """Same-domain transition counts of the training users, with each user's own share kept apart."""
 
-    def __init__(self, cfg=None) -> None:
+    def __init__(self) -> None:
         self.item_domain: np.ndarray | None = None
         self.ranges: list[range] = []
         self.succ: list[dict[int, Counter]] = [{}, {}]  # per domain: a -> Counter(b) of a -> b

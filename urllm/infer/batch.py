@@ -17,11 +17,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from urllm.data.schema import Record, TwoDomainData
+from urllm.infer.grounders import grounder_class
 from urllm.infer.jobs import ScoreFn, build_jobs, build_rank_jobs, prompts_file, record_key, select_records
+from urllm.infer.setup import InferSetup
 from urllm.infer.store import JsonlStore
 from urllm.infer.variants import (
     Variant,
-    backbone_dir,
     out_path,
     prompts_dir,
     run_settings,
@@ -30,30 +31,17 @@ from urllm.infer.variants import (
 logger = logging.getLogger(__name__)
 
 
-def fitted_backbone(cfg, data: TwoDomainData):
-    """The backbone system (default ``graph``), fitted or loaded from its directory."""
-    from urllm.cache import fitted_system
-    from urllm.run_layout import RunLayout
-
-    name, layout = cfg.grounding.backbone, RunLayout.of(cfg)
-    if cfg.grounding.backbone_dir:
-        return fitted_system(name, cfg, data, backbone_dir(cfg))
-    # read-only from the graph stage when made from the same inputs (a downstream stage never rewrites
-    # it), else in systems/<name>, a folder keyed by all of its inputs (urllm.cache)
-    return fitted_system(name, cfg, data, layout.cache_dir(name), shared=layout.system_dir(name))
-
-
 class _Backbone:
     """The backbone system, fitted on first use; ``score`` is out of fold for training records."""
 
-    def __init__(self, cfg, data: TwoDomainData, given=None, out_of_fold: bool = False) -> None:
-        self.cfg, self.data, self.out_of_fold = cfg, data, out_of_fold
+    def __init__(self, setup: InferSetup, data: TwoDomainData, given=None, out_of_fold: bool = False) -> None:
+        self.setup, self.data, self.out_of_fold = setup, data, out_of_fold
         self.system = given if given is not None and hasattr(given, "score") else None
         self.fn: ScoreFn | None = given if given is not None and self.system is None else None
 
     def get(self):
         if self.system is None:
-            self.system = fitted_backbone(self.cfg, self.data)
+            self.system = self.setup.backbone(self.data)
         return self.system
 
     def __call__(self, records: Sequence[Record], domain: int):
@@ -67,7 +55,7 @@ class _Backbone:
 
 
 def run_inference(
-    cfg,
+    setup: InferSetup,
     data: TwoDomainData,
     split: str,
     variant: Variant,
@@ -83,7 +71,8 @@ def run_inference(
             (rank mode; re-ranking when the parquet lacks them); fitted from ``grounding.backbone`` on
             first use when not given. Training records (``split="train"``: held-out users of the fusion
             fit) are scored out of fold, like the fine-tune's lists.
-        llm: ``(model, tokenizer, adapter)`` to use instead of loading ``cfg.llm`` (tests, benchmarks).
+        setup: the LLM side's sections, paths and systems (:func:`urllm.systems.infer_setup`).
+        llm: ``(model, tokenizer, adapter)`` to use instead of loading ``setup.llm`` (tests, benchmarks).
         state: an ``accelerate.PartialState``; default: the current one (a single process when not launched).
     Returns:
         the JSONL path.
@@ -96,17 +85,17 @@ def run_inference(
 
     state = state or PartialState()
     cat = data.catalogue
-    records = list(records) if records is not None else select_records(data.records(split), cfg.infer.limit)
-    path = out_path(cfg, split, variant)
-    pdir = prompts_dir(cfg, variant)
+    records = list(records) if records is not None else select_records(data.records(split), setup.infer.limit)
+    path = out_path(setup.paths, split, variant)
+    pdir = prompts_dir(setup.paths, variant)
     # prompts.n_neighbours=0: no neighbours by configuration, so history-only prompts are not a fallback
     parquet = prompts_file(
-        pdir, split, cfg.infer.prompt_source, variant.retrieval and cfg.prompts.n_neighbours > 0
+        pdir, split, setup.infer.prompt_source, variant.retrieval and setup.prompts.n_neighbours > 0
     )
-    adapter = llm[2] if llm is not None else adapter_path(cfg)
-    store = JsonlStore(path, run_settings(cfg, variant, parquet, adapter))
+    adapter = llm[2] if llm is not None else adapter_path(setup.infer, setup.paths.finetune)
+    store = JsonlStore(path, run_settings(setup, variant, parquet, adapter))
     if state.is_main_process:
-        store.check(cfg.infer.overwrite)
+        store.check(setup.infer.overwrite)
         store.load(repair=True)
     state.wait_for_everyone()
     done = store.load()
@@ -117,26 +106,31 @@ def run_inference(
     if not pending:
         return path
     if llm is None:
-        llm = load_llm(cfg, state.device)
+        llm = load_llm(setup.llm, adapter, state.device)
     model, tokenizer, _ = llm
-    bb = _Backbone(cfg, data, backbone, out_of_fold=split == "train")
-    if variant.mode == "rank":
+    bb = _Backbone(setup, data, backbone, out_of_fold=split == "train")
+    grounder = grounder_class(variant.mode)
+    if grounder.lists == "labelled":
         if bb.fn is not None:
             raise TypeError("rank mode needs the backbone system (score / score_out_of_fold), not a function")
-        jobs = build_rank_jobs(pending, data, parquet, tokenizer, cfg, bb.get(), out_of_fold=split == "train")
-        if cfg.infer.eval_target_shortcut:
+        jobs = build_rank_jobs(
+            pending, data, parquet, tokenizer, setup, bb.get(), out_of_fold=split == "train"
+        )
+        if setup.infer.eval_target_shortcut:
             jobs = _shortcut(jobs, store, state)
     else:
-        top_n = cfg.grounding.top_n if variant.mode == "rerank" else 0
+        top_n = setup.grounding.top_n if grounder.lists == "titles" else 0
         # the backbone fills in candidates the parquet lacks (e.g. prompts.n_candidates=0), fitted lazily
-        jobs = build_jobs(pending, cat, parquet, tokenizer, cfg.prompts, cfg.llm.use_chat_template, top_n, bb)
-    cache_dir = Path(cfg.grounding.cache_dir) if cfg.grounding.cache_dir else cfg.run_path / "grounding"
-    emb = shared_title_embeddings(cfg, cat.n_items) if variant.mode == "free" else None
+        jobs = build_jobs(
+            pending, cat, parquet, tokenizer, setup.prompts, setup.llm.use_chat_template, top_n, bb
+        )
+    cache_dir = setup.paths.grounding_cache
+    emb = shared_title_embeddings(setup, cat.n_items) if grounder.refines else None
     with state.main_process_first():  # the first process fills the title-embedding cache, the others read it
         engine = Engine(
-            cfg.grounding, cat, variant.mode, model, tokenizer, cache_dir=cache_dir, title_embeddings=emb
+            setup.grounding, cat, variant.mode, model, tokenizer, cache_dir=cache_dir, title_embeddings=emb
         )
-    step = cfg.infer.batch_size * state.num_processes
+    step = setup.infer.batch_size * state.num_processes
     bar = tqdm(
         total=len(jobs), unit="user", desc=f"{variant.run_name} {split}", disable=not state.is_main_process
     )
@@ -180,15 +174,12 @@ def _shortcut(jobs: list, store: JsonlStore, state) -> list:
     return keep
 
 
-def shared_title_embeddings(cfg, n_items: int):
+def shared_title_embeddings(setup: InferSetup, n_items: int):
     """The graph stage's title embeddings when made by the refiner's model (same pooling), else None."""
     import numpy as np
 
-    path = cfg.run_path / "graph" / "title_embeddings.npy"
-    if (
-        getattr(cfg.graph, "text_model", None) != cfg.grounding.refiner.embedding_package
-        or not path.is_file()
-    ):
+    path = setup.paths.graph / "title_embeddings.npy"
+    if setup.graph_text_model != setup.grounding.refiner.embedding_package or not path.is_file():
         return None
     emb = np.load(path)
     if emb.shape[0] != n_items:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from urllm.data.schema import Catalogue, DataError, Record
+from urllm.infer.setup import InferSetup
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ def build_rank_jobs(
     data,
     parquet: Path | None,
     tokenizer,
-    cfg,
+    setup: InferSetup,
     backbone,
     out_of_fold: bool = False,
     neighbour_ids: Sequence[Sequence[str]] | None = None,
@@ -175,14 +176,14 @@ def build_rank_jobs(
     from urllm.prompts.rank import RankPrompts, backbone_candidates, parquet_neighbours
 
     check_unique(records, data.catalogue)
-    k = cfg.grounding.top_n
-    maker = RankPrompts(cfg, data, tokenizer, k)
+    k = setup.grounding.top_n
+    maker = RankPrompts(setup.prompts, data, tokenizer, k, setup.llm.use_chat_template)
     if neighbour_ids is None:
         neighbour_ids = parquet_neighbours(parquet, records, data.catalogue)
     cands, exact = backbone_candidates(backbone, records, data, k, out_of_fold)
     if out_of_fold and not exact:
         logger.warning(
-            "backbone %s has no score_out_of_fold: held-out lists are in-sample", cfg.grounding.backbone
+            "backbone %s has no score_out_of_fold: held-out lists are in-sample", setup.grounding.backbone
         )
     jobs = []
     for r, nbrs, c in zip(records, neighbour_ids, cands, strict=True):

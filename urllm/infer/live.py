@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -25,56 +24,60 @@ logger = logging.getLogger(__name__)
 
 class Live:
     def __init__(self, system) -> None:
-        from urllm.infer.engine import Engine, load_llm
+        from urllm.infer.engine import Engine, adapter_path, load_llm
 
         self.system = system
-        cfg = system.cfg
+        setup = system.setup
         if system.llm is None:
-            system.llm = load_llm(cfg, None)
+            adapter = adapter_path(setup.infer, setup.paths.finetune)
+            system.llm = load_llm(setup.llm, adapter, None)
         model, self.tok, _ = system.llm
-        cache = Path(cfg.grounding.cache_dir) if cfg.grounding.cache_dir else cfg.run_path / "grounding"
         self.engine = Engine(
-            cfg.grounding, system.data.catalogue, system.variant.mode, model, self.tok, cache_dir=cache
+            setup.grounding,
+            system.data.catalogue,
+            system.variant.mode,
+            model,
+            self.tok,
+            cache_dir=setup.paths.grounding_cache,
         )
         self._retrieval: tuple | None = None
 
     def neighbours(self, records: Sequence[Record]) -> list[list[str]]:
         """Similar training users per record (none for the no-retrieval variant)."""
-        cfg = self.system.cfg
-        if not self.system.variant.retrieval or cfg.prompts.n_neighbours == 0:
+        setup = self.system.setup
+        if not self.system.variant.retrieval or setup.prompts.n_neighbours == 0:
             return [[] for _ in records]
         if self._retrieval is None:
-            from urllm.retrieval.encoders import fitted_embedder
             from urllm.retrieval.neighbours import UserRetriever
 
-            embedder = fitted_embedder(cfg, self.system.data)
+            embedder = setup.embedder(self.system.data)
             self._retrieval = (
                 embedder,
-                UserRetriever.build(embedder, self.system.data.records("train"), cfg.retrieval),
+                UserRetriever.build(embedder, self.system.data.records("train"), setup.retrieval),
             )
         embedder, retriever = self._retrieval
-        ids, _ = retriever.search(embedder, records, k=cfg.prompts.n_neighbours)
+        ids, _ = retriever.search(embedder, records, k=setup.prompts.n_neighbours)
         return ids
 
     def jobs(self, records: Sequence[Record]) -> list[Job]:
         s = self.system
-        cfg, data = s.cfg, s.data
+        setup, data = s.setup, s.data
         nbrs = self.neighbours(records)
-        if s.variant.mode == "rank":
-            return build_rank_jobs(records, data, None, self.tok, cfg, s.backbone, neighbour_ids=nbrs)
+        if s.grounder.lists == "labelled":
+            return build_rank_jobs(records, data, None, self.tok, setup, s.backbone, neighbour_ids=nbrs)
         from urllm.prompts.builder import PromptBuilder
         from urllm.retrieval.neighbours import training_users
 
         _, items = training_users(data.records("train"))
-        builder = PromptBuilder(cfg.prompts, data.catalogue, self.tok, cfg.llm.use_chat_template)
-        top_n = cfg.grounding.top_n if s.variant.mode == "rerank" else 0
+        builder = PromptBuilder(setup.prompts, data.catalogue, self.tok, setup.llm.use_chat_template)
+        top_n = setup.grounding.top_n if s.grounder.lists == "titles" else 0
         jobs = build_jobs(
             records,
             data.catalogue,
             None,
             self.tok,
-            cfg.prompts,
-            cfg.llm.use_chat_template,
+            setup.prompts,
+            setup.llm.use_chat_template,
             top_n,
             s.backbone.score,
         )
@@ -106,16 +109,16 @@ class Live:
         lo = cat.domain_range(domain).start
         grounding: dict = {
             "mode": s.variant.mode,
-            "fusion": s.cfg.grounding.fusion,
-            "backbone": s.cfg.grounding.backbone,
+            "fusion": s.setup.grounding.fusion,
+            "backbone": s.setup.grounding.backbone,
         }
         temp = 1.0
-        if s.cfg.grounding.fusion == "calibrated":
+        if s.setup.grounding.fusion == "calibrated":
             fit = s.fusion_fit(domain)
             grounding |= {"fusion_weight": fit.weight, "backbone_temperature": fit.temperature}
             temp = fit.temperature
-        if s.variant.mode in ("rank", "rerank"):
-            grounding["k"] = s.cfg.grounding.top_n
+        if s.grounder.lists:
+            grounding["k"] = s.setup.grounding.top_n
         cols, llm = (
             candidate_columns(groups, scores, lo, len(base)) if groups else (np.zeros(0, int), np.zeros(0))
         )

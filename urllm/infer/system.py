@@ -40,8 +40,9 @@ from urllm.grounding.calibrate import FusionFit, HeldOut, fit_fusion, fuse_calib
 from urllm.grounding.fusion import fuse
 from urllm.grounding.prior import out_of_fold_scores
 from urllm.grounding.refiner import Grounded
-from urllm.grounding.rerank import normalise
+from urllm.infer.grounders import make_grounder
 from urllm.infer.jobs import record_key
+from urllm.infer.setup import InferSetup
 from urllm.infer.store import JsonlStore
 from urllm.infer.variants import Variant, out_path, variant_for
 
@@ -51,14 +52,15 @@ logger = logging.getLogger(__name__)
 class LLMSystem:
     """One row of the table in :mod:`urllm.infer.variants`, as a Recommender."""
 
-    def __init__(self, cfg, name: str) -> None:
-        self.cfg = cfg
+    def __init__(self, setup: InferSetup, name: str) -> None:
+        self.setup = setup
         self.name = name
-        self.variant: Variant = variant_for(name, cfg)
+        self.variant: Variant = variant_for(name, setup.grounding.mode)
+        self.grounder = make_grounder(self.variant.grounding, setup.grounding)
         self.data: TwoDomainData | None = None
         self.backbone = None
         self.llm: tuple | None = (
-            None  # (model, tokenizer, adapter) for in-process inference; None = load cfg.llm
+            None  # (model, tokenizer, adapter) for in-process inference; None = load setup.llm
         )
         self._split_of: dict[str, str] = {}
         self._rows: dict[str, dict[str, dict]] = {}
@@ -68,10 +70,8 @@ class LLMSystem:
 
     def fit(self, data: TwoDomainData, run_dir: Path) -> None:
         """Nothing to train here: load the backbone and index the records of every split."""
-        from urllm.infer.batch import fitted_backbone
-
         self.data = data
-        self.backbone = fitted_backbone(self.cfg, data)
+        self.backbone = self.setup.backbone(data)
         for split, recs in data.splits.items():
             for r in recs:
                 self._split_of[record_key(r, data.catalogue)] = split
@@ -80,7 +80,7 @@ class LLMSystem:
 
     def _load(self, split: str) -> dict[str, dict]:
         if split not in self._rows:
-            self._rows[split] = JsonlStore(out_path(self.cfg, split, self.variant), {}).load()
+            self._rows[split] = JsonlStore(out_path(self.setup.paths, split, self.variant), {}).load()
         return self._rows[split]
 
     def rows(self, records: Sequence[Record]) -> list[dict]:
@@ -101,8 +101,8 @@ class LLMSystem:
             pool = records if split == "train" else self.data.records(split)
             missing = [r for r in pool if record_key(r, cat) not in have]
             missing = [r for r in dict((record_key(r, cat), r) for r in missing).values()]
-            path = out_path(self.cfg, split, self.variant)
-            if not self.cfg.infer.run_missing:
+            path = out_path(self.setup.paths, split, self.variant)
+            if not self.setup.infer.run_missing:
                 raise DataError(
                     f"{path}: {len(missing)} records have no inference row (infer.run_missing=false)"
                 )
@@ -110,7 +110,7 @@ class LLMSystem:
 
             logger.info("%s: inferring %d missing records in-process", self.name, len(missing))
             run_inference(
-                self.cfg,
+                self.setup,
                 self.data,
                 split,
                 self.variant,
@@ -123,36 +123,16 @@ class LLMSystem:
         for r, row, k in zip(records, rows, keys, strict=True):
             if row is None or int(row["target"]) != r.target:
                 raise DataError(
-                    f"{out_path(self.cfg, self._split_of[k], self.variant)}: no valid row for {k}"
+                    f"{out_path(self.setup.paths, self._split_of[k], self.variant)}: no valid row for {k}"
                 )
         return rows
 
     # ------------------------------------------------------------------------------------------ score
 
     def groups(self, row: dict) -> tuple[list[tuple[int, ...]], list[float], list[Grounded]]:
-        """LLM groups (item tuples), their scores, and the grounded outputs behind them."""
-        if self.variant.mode == "rank":
-            cands, scores = row["candidates"], [float(x) for x in row["label_logprobs"]]
-            grounded = [
-                Grounded("", "candidate", s, (int(c),), ()) for c, s in zip(cands, scores, strict=True)
-            ]
-            return [(int(c),) for c in cands], scores, grounded
-        if self.variant.mode == "rerank":
-            g = self.cfg.grounding
-            scores = normalise(row["candidate_scores"], row["candidate_tokens"], g.rerank_length_norm)
-            cands = row["candidates"]
-            grounded = [
-                Grounded("", "candidate", float(s), (int(c),), ()) for c, s in zip(cands, scores, strict=True)
-            ]
-            return [(int(c),) for c in cands], scores.tolist(), grounded
-        grounded = [Grounded.from_dict(d) for d in row["grounded"]]
-        scores = [float(o["score"]) for o in row["outputs"]]
-        keep = [
-            i
-            for i, gr in enumerate(grounded)
-            if gr.items and (self.variant.grounding or gr.method == "exact")
-        ]
-        return [grounded[i].items for i in keep], [scores[i] for i in keep], [grounded[i] for i in keep]
+        """LLM groups (item tuples), their scores, and the grounded outputs behind them (the
+        variant's grounder)."""
+        return self.grounder.groups(row)
 
     def _backbone_scores(self, records: Sequence[Record], domain: int) -> np.ndarray:
         """Backbone scores; out of fold for training records (the held-out fusion fit)."""
@@ -167,8 +147,8 @@ class LLMSystem:
         if domain not in self.fusion:
             from urllm.prompts.rank import holdout_users
 
-            g = self.cfg.grounding
-            held = holdout_users(self.data.records("train"), g.fusion_holdout_users, self.cfg.seed)
+            g = self.setup.grounding
+            held = holdout_users(self.data.records("train"), g.fusion_holdout_users, self.setup.seed)
             recs = [r for r in self.data.records("train") if r.user in held and r.domain == domain]
             fit = FusionFit()
             if recs:
@@ -190,7 +170,7 @@ class LLMSystem:
 
     def fuse_row(self, row: dict, base: np.ndarray, domain: int) -> np.ndarray:
         groups, scores, _ = self.groups(row)
-        g = self.cfg.grounding
+        g = self.setup.grounding
         lo = self.data.catalogue.domain_range(domain).start
         if g.fusion == "calibrated":
             fit = self.fusion_fit(domain)
@@ -210,7 +190,10 @@ class LLMSystem:
         idx = [i for i, k in enumerate(known) if k]
         for i, row in zip(idx, self.rows([records[i] for i in idx]) if idx else [], strict=True):
             rows[i] = row
-        live = [i for i, k in enumerate(known) if not k]
+        # a row of the evaluation shortcut was written without the LLM because its target is not a
+        # candidate: it read the target, so outside that evaluation (serving) the record runs live
+        shortcut = self.setup.infer.eval_target_shortcut
+        live = [i for i, row in enumerate(rows) if row is None or (row.get("llm_skipped") and not shortcut)]
         if live:
             for i, row in zip(live, self.live().rows([records[i] for i in live]), strict=True):
                 rows[i] = row
@@ -285,11 +268,11 @@ class LLMSystem:
                 ("history", "raw_in_history_rate"),
             ):
                 m[name] = sum(s.get(key, 0) for s in stats) / n_raw if n_raw else None
-            if self.variant.mode == "free" and n_raw:
+            if self.grounder.refines and n_raw:
                 methods: Counter = sum((s["methods"] for s in stats), Counter())
                 for method in ("exact", "bm25", "knn", "none", "empty"):
                     m[f"refiner_{method}_rate"] = methods.get(method, 0) / n_raw
-            if self.variant.mode in ("rank", "rerank"):
+            if self.grounder.lists:
                 m |= list_diagnostics(stats)
             if d in self.fusion:
                 m |= self.fusion[d].to_dict()
@@ -320,8 +303,8 @@ def list_diagnostics(stats: list[dict]) -> dict:
 
 
 def _factory(name: str):
-    def make(cfg) -> LLMSystem:
-        return LLMSystem(cfg, name)
+    def make(setup: InferSetup) -> LLMSystem:
+        return LLMSystem(setup, name)
 
     make.__name__ = name.replace("-", "_")
     return make

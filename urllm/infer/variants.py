@@ -1,17 +1,18 @@
 """LLM systems and the inference runs they read.
 
-A *variant* is one inference run: a grounding mode and a prompt kind (with or without similar users).
+A *variant* is one inference run (a grounding mode's LLM step and a prompt kind: with or without
+similar users) and the grounder that turns its rows into LLM groups (:mod:`urllm.infer.grounders`).
 Several systems can share a run: ``urllm-no-grounding`` reads the free-generation run of ``urllm-free``
-and keeps only exact in-domain titles.
+with the ``exact`` grounder, which keeps only exact in-domain titles.
 
-| system               | mode                  | prompts             | grounding          |
-|----------------------|-----------------------|---------------------|--------------------|
-| urllm                | grounding.mode (rank) | retrieval-augmented | backbone top-K     |
-| urllm-constrained    | constrained           | retrieval-augmented | trie               |
-| urllm-free           | free                  | retrieval-augmented | refiner            |
-| urllm-rerank         | rerank                | retrieval-augmented | backbone top-N     |
-| urllm-no-retrieval   | grounding.mode        | history only        | as urllm           |
-| urllm-no-grounding   | free                  | retrieval-augmented | exact matches only |
+| system               | run (mode)            | prompts             | grounder               |
+|----------------------|-----------------------|---------------------|------------------------|
+| urllm                | grounding.mode (rank) | retrieval-augmented | the mode's             |
+| urllm-constrained    | constrained           | retrieval-augmented | constrained (trie)     |
+| urllm-free           | free                  | retrieval-augmented | free (refiner)         |
+| urllm-rerank         | rerank                | retrieval-augmented | rerank (backbone top-N)|
+| urllm-no-retrieval   | grounding.mode        | history only        | as urllm               |
+| urllm-no-grounding   | free                  | retrieval-augmented | exact (titles only)    |
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from urllm.configuration import ConfigError, to_dict
+from urllm.infer.grounders import grounder_class
+from urllm.infer.setup import InferPaths, InferSetup
 
 SYSTEM_NAMES = (
     "urllm",
@@ -34,9 +37,17 @@ SYSTEM_NAMES = (
 
 @dataclass(frozen=True)
 class Variant:
+    """Args: mode: the run's grounding mode (its LLM step); retrieval: prompts with similar users;
+    grounder: the grounding mode reading its rows ('' = ``mode``)."""
+
     mode: str
     retrieval: bool = True
-    grounding: bool = True
+    grounder: str = ""
+
+    @property
+    def grounding(self) -> str:
+        """The name of the grounder that reads the run's rows."""
+        return self.grounder or self.mode
 
     @property
     def run_name(self) -> str:
@@ -44,46 +55,27 @@ class Variant:
         return self.mode + ("" if self.retrieval else "-no-retrieval")
 
 
-def variant_for(name: str, cfg) -> Variant:
-    mode = cfg.grounding.mode
+def variant_for(name: str, mode: str) -> Variant:
+    """The inference run system ``name`` reads; ``mode``: ``grounding.mode`` (``urllm``'s mode)."""
     table = {
         "urllm": Variant(mode),
         "urllm-constrained": Variant("constrained"),
         "urllm-free": Variant("free"),
         "urllm-rerank": Variant("rerank"),
         "urllm-no-retrieval": Variant(mode, retrieval=False),
-        "urllm-no-grounding": Variant("free", grounding=False),
+        "urllm-no-grounding": Variant("free", grounder="exact"),
     }
     if name not in table:
         raise ConfigError(f"unknown LLM system {name!r}; known: {', '.join(SYSTEM_NAMES)}")
     return table[name]
 
 
-def out_path(cfg, split: str, variant: Variant) -> Path:
-    base = Path(cfg.infer.out_dir) if cfg.infer.out_dir else cfg.run_path / "infer"
-    return base / split / f"{variant.run_name}.jsonl"
+def out_path(paths: InferPaths, split: str, variant: Variant) -> Path:
+    return paths.out / split / f"{variant.run_name}.jsonl"
 
 
-def prompts_dir(cfg, variant: Variant) -> Path:
-    if variant.retrieval:
-        return Path(cfg.infer.prompts_dir) if cfg.infer.prompts_dir else cfg.run_path / "prompts"
-    if cfg.infer.prompts_dir_no_retrieval:
-        return Path(cfg.infer.prompts_dir_no_retrieval)
-    return cfg.run_path / "prompts-no-retrieval"
-
-
-def backbone_dir(cfg) -> Path:
-    """Where the backbone keeps its trained state: the pipeline's stage folder (``graph``) or the folder
-    of ``urllm evaluate --system NAME`` (``systems/NAME``), whichever holds something, else the former."""
-    if cfg.grounding.backbone_dir:
-        return Path(cfg.grounding.backbone_dir)
-    name = cfg.grounding.backbone
-    places = (
-        [cfg.run_path / name, cfg.run_path / "systems" / name]
-        if name == "graph"
-        else [cfg.run_path / "systems" / name]
-    )
-    return next((p for p in places if p.is_dir() and any(p.iterdir())), places[0])
+def prompts_dir(paths: InferPaths, variant: Variant) -> Path:
+    return paths.prompts if variant.retrieval else paths.prompts_no_retrieval
 
 
 def file_digest(path: Path | None) -> str:
@@ -96,16 +88,11 @@ def file_digest(path: Path | None) -> str:
     return h.hexdigest()[:16]
 
 
-def run_settings(cfg, variant: Variant, parquet: Path | None, adapter: Path | None) -> dict:
+def run_settings(setup: InferSetup, variant: Variant, parquet: Path | None, adapter: Path | None) -> dict:
     """What an inference run's rows depend on (stored beside its JSONL; a change means a rerun)."""
-    g = cfg.grounding
-    llm = {k: v for k, v in to_dict(cfg.llm).items() if k != "cache_dir"}
-    mode_keys = {
-        "constrained": ("num_beams", "length_penalty"),
-        "free": ("num_beams", "length_penalty", "free_max_new_tokens", "refiner"),
-        "rerank": ("top_n", "rerank_append_eos", "backbone"),
-        "rank": ("top_n", "backbone", "backbone_dir"),
-    }[variant.mode]
+    g = setup.grounding
+    llm = {k: v for k, v in to_dict(setup.llm).items() if k != "cache_dir"}
+    mode_keys = grounder_class(variant.mode).settings
     settings = {
         "mode": variant.mode,
         "retrieval": variant.retrieval,
@@ -115,8 +102,8 @@ def run_settings(cfg, variant: Variant, parquet: Path | None, adapter: Path | No
         "prompts": str(parquet) if parquet else "history-only builder",
         "prompts_digest": file_digest(parquet),
         "grounding": {k: to_dict(getattr(g, k)) for k in mode_keys},
-        "eval_target_shortcut": bool(getattr(cfg.infer, "eval_target_shortcut", False)),
+        "eval_target_shortcut": bool(getattr(setup.infer, "eval_target_shortcut", False)),
     }
     if parquet is None or variant.mode == "rank":  # rank re-renders every prompt with its candidates
-        settings["prompt_config"] = to_dict(cfg.prompts)
+        settings["prompt_config"] = to_dict(setup.prompts)
     return settings

@@ -17,13 +17,16 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from urllm.config import Config, save_config
 from urllm.data.schema import DataError
 from urllm.llm.collate import Collator, Example, completion_loss_sum, encode_all
+from urllm.llm.config import LLMConfig
+from urllm.llm.finetune_config import FinetuneConfig
 from urllm.llm.train_state import (
     LOG,
     EpochOrder,
@@ -41,35 +44,6 @@ ADAPTER = "adapter"
 SUMMARY = "summary.json"
 
 
-def prompts_dir(cfg: Config) -> Path:
-    if cfg.finetune.prompts_dir:
-        return Path(cfg.finetune.prompts_dir)
-    return cfg.run_path / ("prompts-rank" if cfg.finetune.task == "rank" else "prompts")
-
-
-def ensure_rank_data(cfg: Config, tokenizer) -> Path:
-    """``<run_dir>/prompts-rank/{train,valid}.parquet`` (built once from the backbone's out-of-fold lists)."""
-    from urllm.data.load import load_data_from_config
-    from urllm.infer.batch import fitted_backbone
-    from urllm.infer.variants import prompts_dir as infer_prompts_dir
-    from urllm.infer.variants import variant_for
-    from urllm.prompts.rank import write_rank_datasets
-
-    out = prompts_dir(cfg)
-    if (out / "train.parquet").is_file():
-        return out
-    data = load_data_from_config(cfg.data)
-    backbone = fitted_backbone(cfg, data)
-    write_rank_datasets(
-        cfg, data, out, backbone, tokenizer, infer_prompts_dir(cfg, variant_for("urllm", cfg))
-    )
-    return out
-
-
-def output_dir(cfg: Config) -> Path:
-    return Path(cfg.finetune.output_dir) if cfg.finetune.output_dir else cfg.run_path / "finetune"
-
-
 def mixed_precision(setting: str) -> str:
     """``auto`` -> bf16 on a GPU that supports it, else full precision."""
     if setting != "auto":
@@ -77,14 +51,13 @@ def mixed_precision(setting: str) -> str:
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
 
 
-def build_lora_model(cfg: Config, device_type: str):
-    """The base model (``cfg.llm``) wrapped with fresh LoRA adapters; only the adapters train."""
+def build_lora_model(ft: FinetuneConfig, llm: LLMConfig, device_type: str):
+    """The base model (``llm``) wrapped with fresh LoRA adapters (``ft``); only the adapters train."""
     from peft import LoraConfig, get_peft_model
 
     from urllm.llm.model import load_model
 
-    ft = cfg.finetune
-    model = load_model(cfg.llm, device_type)
+    model = load_model(llm, device_type)
     if ft.gradient_checkpointing:
         # non-reentrant checkpointing back-propagates into LoRA weights without input gradients
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -124,22 +97,38 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def finetune(cfg: Config) -> dict:
-    """Train (or resume) the LoRA adapter; returns the summary written to ``summary.json``."""
+def finetune(
+    ft: FinetuneConfig,
+    llm: LLMConfig,
+    seed: int,
+    prompts: Path,
+    out: Path,
+    *,
+    save_config: Callable[[Path], None],
+    rank_data: Callable[[Any], Any] | None = None,
+) -> dict:
+    """Train (or resume) the LoRA adapter; returns the summary written to ``summary.json``.
+
+    Args:
+        ft, llm, seed: the fine-tune settings, the base model, the seed.
+        prompts: the folder of ``{train,valid}.parquet``; out: where it writes (checkpoint, adapter).
+        save_config: writes the resolved config beside the adapter (``save_config(path)``).
+        rank_data: ``rank_data(tokenizer)`` makes ``prompts`` first (the listwise task, on the main
+            process; :func:`urllm.systems.ensure_rank_data`).
+    """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
     from transformers import get_scheduler
 
+    from urllm.cache import check_signature, lora_signature
     from urllm.llm.model import load_tokenizer
 
-    ft = cfg.finetune
-    out = output_dir(cfg)
-    from urllm.cache import check_signature, lora_signature
+    out = Path(out)
 
     # a checkpoint or adapter made with another rank, lr, model or prompts is never resumed or reused
-    check_signature(out, lora_signature(cfg, prompts_dir(cfg)), "finetune")
+    check_signature(out, lora_signature(ft, llm, seed, prompts), "finetune")
     if (out / SUMMARY).is_file() and (out / ADAPTER / "adapter_config.json").is_file():
         logger.info("%s: fine-tuning already finished; delete it to train again", out)
         return json.loads((out / SUMMARY).read_text())
@@ -149,17 +138,17 @@ def finetune(cfg: Config) -> dict:
     device = accelerator.device
     if device.type == "cpu" and ft.cpu_threads:
         torch.set_num_threads(ft.cpu_threads)
-    set_seed(cfg.seed)
+    set_seed(seed)
 
-    if ft.task == "rank":
+    if rank_data is not None:
         with accelerator.main_process_first():
-            ensure_rank_data(cfg, load_tokenizer(cfg.llm))
-    src = prompts_dir(cfg)
-    train = load_prompts(src / "train.parquet", ft.max_train_prompts, cfg.seed)
-    valid = load_prompts(src / "valid.parquet", ft.max_valid_prompts, cfg.seed)
+            rank_data(load_tokenizer(llm))
+    src = Path(prompts)
+    train = load_prompts(src / "train.parquet", ft.max_train_prompts, seed)
+    valid = load_prompts(src / "valid.parquet", ft.max_valid_prompts, seed)
     with accelerator.main_process_first():  # the first load may convert the GGUF: do it once
-        tokenizer = load_tokenizer(cfg.llm)
-        model = build_lora_model(cfg, device.type)
+        tokenizer = load_tokenizer(llm)
+        model = build_lora_model(ft, llm, device.type)
     eos = ft.task == "title"  # a listwise completion is one label token
     train_ex = encode_all(tokenizer, train["prompt"], train["completion"], ft.max_length, ft.overflow, eos)
     valid_ex = encode_all(tokenizer, valid["prompt"], valid["completion"], ft.max_length, ft.overflow, eos)
@@ -168,7 +157,7 @@ def finetune(cfg: Config) -> dict:
             f"{src / 'train.parquet'}: no training example fits finetune.max_length={ft.max_length}"
         )
     collate = Collator(pad_id=tokenizer.pad_token_id)
-    order = EpochOrder(len(train_ex), cfg.seed)
+    order = EpochOrder(len(train_ex), seed)
     # a private generator: creating a loader iterator must not draw from the global RNG, whose state
     # (LoRA dropout) a checkpoint restores
     loader = DataLoader(
@@ -176,7 +165,7 @@ def finetune(cfg: Config) -> dict:
         batch_size=ft.batch_size,
         sampler=order,
         collate_fn=collate,
-        generator=torch.Generator().manual_seed(cfg.seed),
+        generator=torch.Generator().manual_seed(seed),
     )
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -208,7 +197,7 @@ def finetune(cfg: Config) -> dict:
         logger.info("resuming from %s at step %d/%d", ckpt, progress.step, total_steps)
     log = JsonlLog(out / LOG, progress.step if ckpt else None, accelerator.is_main_process)
     if accelerator.is_main_process:
-        save_config(cfg, out / "config.yaml")
+        save_config(out / "config.yaml")
     logger.info(
         "fine-tuning on %d prompts (%d valid) for %d steps on %s x %d",
         len(train_ex),
@@ -305,14 +294,20 @@ def finetune(cfg: Config) -> dict:
             if done:
                 break
     bar.close()
-    return _finish(cfg, accelerator, model, tokenizer, progress, len(train_ex), len(valid_ex))
+    return _finish(out, save_config, accelerator, model, tokenizer, progress, len(train_ex), len(valid_ex))
 
 
 def _finish(
-    cfg: Config, accelerator, model, tokenizer, progress: Progress, n_train: int, n_valid: int
+    out: Path,
+    save_config: Callable[[Path], None],
+    accelerator,
+    model,
+    tokenizer,
+    progress: Progress,
+    n_train: int,
+    n_valid: int,
 ) -> dict:
     """Save the adapter, tokenizer and resolved config (atomically) and the run summary."""
-    out = output_dir(cfg)
     summary = {
         "steps": progress.step,
         "epochs_completed": progress.epoch,
@@ -335,7 +330,7 @@ def _finish(
         shutil.rmtree(tmp, ignore_errors=True)
         accelerator.unwrap_model(model).save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        save_config(cfg, tmp / "config.yaml")
+        save_config(tmp / "config.yaml")
         shutil.rmtree(out / ADAPTER, ignore_errors=True)
         tmp.rename(out / ADAPTER)
         (out / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")

@@ -108,6 +108,19 @@ class Manifest:
         self._write(m)
         return True
 
+    def adopt(self, old_fp: str, fp: str, upstream: dict) -> bool:
+        """A manifest written under ``old_fp`` (the same inputs, fingerprinted the older way) is
+        re-labelled ``fp`` (``old_fp`` kept as an alias), finished or not, so it is neither re-run nor
+        cleared; returns whether it was."""
+        m = self.read()
+        if not m or m.get("fingerprint") != old_fp or old_fp == fp:
+            return False
+        m["aliases"] = sorted({*m.get("aliases", []), old_fp})
+        m.update(fingerprint=fp, upstream=upstream)
+        self._write(m)
+        logger.info("%s: manifest of an older version re-labelled (same inputs)", self.dir.name)
+        return True
+
     def begin(
         self,
         stage: str,

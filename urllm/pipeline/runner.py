@@ -64,6 +64,9 @@ class Stage:
         exclude: dotted keys left out of the fingerprint (e.g. the test file for training stages).
         extends: the stage's trainer continues from its checkpoint when only fields marked ``extends``
             (``epochs``, ``patience``) changed, so such a change re-runs the stage in its kept folder.
+        consumes: content digests of what the stage reads from its upstream stages, used in its
+            fingerprint in place of their fingerprints: an upstream change that leaves what it reads
+            alone does not re-run it (the fine-tune reads the prompts' text, not their candidates).
     """
 
     name: str
@@ -74,6 +77,7 @@ class Stage:
     per_split: bool = False
     exclude: tuple[str, ...] = ()
     extends: bool = False
+    consumes: Callable[[StageContext], dict[str, str]] | None = None
 
     def dir_name(self, split: str) -> str:
         return f"{self.name}/{split}" if self.per_split else self.name
@@ -130,6 +134,10 @@ def run_pipeline(cfg: Config, stages: list[Stage], wanted: list[str], split: str
         if stage.per_split:
             conf["split"] = split
         upstream = {up: fps[up] for up in stage.after}
+        legacy = ""  # the fingerprint older code gave it (upstream fingerprints, not contents)
+        if stage.consumes is not None:
+            legacy = fingerprint(conf, hashes, upstream)
+            upstream = stage.consumes(ctx)
         fp = fingerprint(conf, hashes, upstream)
         resume_fp = ""
         if stage.extends:
@@ -139,6 +147,8 @@ def run_pipeline(cfg: Config, stages: list[Stage], wanted: list[str], split: str
             )
         fps[stage.name] = fp
         manifest = Manifest(ctx.dir)
+        if legacy:
+            manifest.adopt(legacy, fp, upstream)
         if manifest.is_done(fp) or manifest.migrate(fp, conf, hashes, upstream, aliases):
             aliases[stage.name] = manifest.aliases()
             logger.info("[%d/%d] %s: up to date, skipped", i, len(order), ctx.name)

@@ -98,32 +98,62 @@ def evaluation_baseline(cfg: Config) -> str:
 
 
 def run_graph(ctx: StageContext) -> dict:
-    from urllm.cache import fitted_system
+    from urllm.systems import fitted_system
 
-    fitted_system("graph", ctx.cfg, load_data(ctx.stage_dir("prepare")), ctx.dir)  # stamps cache.json
+    fitted_system("graph", ctx.cfg, load_data(ctx.layout.prepare), ctx.dir)  # stamps cache.json
     return {}
 
 
 def run_index(ctx: StageContext) -> dict:
     """Index the training users and measure neighbour usefulness on valid (saved as hit_rate.json)."""
     from urllm.retrieval.run import hit_rate_report
+    from urllm.systems import fitted_embedder
 
-    report = hit_rate_report(ctx.cfg, load_data(ctx.stage_dir("prepare")), "valid")
+    data = load_data(ctx.layout.prepare)
+    embedder = fitted_embedder(ctx.cfg, data)
+    report = hit_rate_report(ctx.cfg.retrieval, data, embedder, "valid", out_dir=ctx.dir)
     (ctx.dir / "hit_rate.json").write_text(json.dumps(report, indent=2) + "\n")
     return {"hit_rate": report["hit_rate"]}
 
 
 def run_prompts(ctx: StageContext) -> dict:
-    from urllm.prompts.dataset import write_prompt_datasets
+    """The prompt datasets, with the neighbours of the index stage's retriever (loaded, not rebuilt:
+    a stage writes only into its own folder)."""
+    from urllm.retrieval.neighbours import UserRetriever
+    from urllm.systems import fitted_embedder, prompt_datasets
 
-    data = load_data(ctx.stage_dir("prepare"))
-    return write_prompt_datasets(ctx.cfg, data, ctx.dir, index_dir=ctx.stage_dir("index"))
+    data = load_data(ctx.layout.prepare)
+    embedder = retriever = None
+    if ctx.cfg.prompts.n_neighbours > 0:
+        embedder = fitted_embedder(ctx.cfg, data)  # read-only from the graph stage / its cache
+        retriever = UserRetriever.load(ctx.layout.index, ctx.cfg.retrieval)
+    return prompt_datasets(ctx.cfg, data, ctx.dir, embedder=embedder, retriever=retriever)
+
+
+def finetune_reads(ctx: StageContext) -> dict[str, str]:
+    """What the fine-tune reads from upstream stages, by content (in place of their fingerprints): the
+    prompt columns it trains on, or for the listwise task what ``prompts-rank`` is built from
+    (:func:`urllm.systems.rank_data_inputs`). An upstream change that leaves these alone (a new
+    ``prompts.n_candidates`` only rewrites the prompts' candidates column) keeps the adapter."""
+    import hashlib
+
+    from urllm.cache import columns_digest
+    from urllm.systems import rank_data_inputs
+
+    cfg = ctx.cfg
+    if cfg.finetune.task == "title" or cfg.finetune.prompts_dir:
+        src = ctx.layout.finetune_prompts
+        cols = ("prompt", "completion")
+        return {f"prompts/{s}": columns_digest(src / f"{s}.parquet", cols) for s in ("train", "valid")}
+    inputs = rank_data_inputs(cfg, load_data(ctx.layout.prepare))
+    blob = json.dumps(inputs, sort_keys=True, default=str).encode()
+    return {"prepare": ctx.fingerprints["prepare"], "rank_inputs": hashlib.sha256(blob).hexdigest()[:20]}
 
 
 def run_finetune(ctx: StageContext) -> dict:
-    from urllm.llm.finetune import finetune
+    from urllm.systems import finetune_lora
 
-    return finetune(ctx.cfg)  # reads <run_dir>/prompts, writes <run_dir>/finetune (resumes)
+    return finetune_lora(ctx.cfg)  # reads prompts-rank (built first) or prompts, writes finetune (resumes)
 
 
 def llm_systems(cfg: Config) -> list[str]:
@@ -144,19 +174,22 @@ def run_infer(ctx: StageContext) -> dict:
     data = load_split_data(ctx)
     if ctx.split == "test":
         # test prompts are built here (the training stages never see the test file)
-        from urllm.prompts.dataset import write_prompt_datasets
+        from urllm.systems import prompt_datasets
 
         test_prompts = ctx.dir / "prompts"
         only = TwoDomainData(
             data.name, data.catalogue, {"train": data.records("train"), "test": data.records("test")}
         )
-        write_prompt_datasets(cfg, only, test_prompts, index_dir=None)
+        prompt_datasets(cfg, only, test_prompts)
         cfg = dataclasses.replace(cfg, infer=dataclasses.replace(cfg.infer, prompts_dir=str(test_prompts)))
+    from urllm.systems import infer_setup
+
+    setup = infer_setup(cfg)
     done = {}
     for name in llm_systems(cfg):
-        variant = variant_for(name, cfg)
+        variant = variant_for(name, cfg.grounding.mode)
         if variant.run_name not in done:
-            done[variant.run_name] = str(run_inference(cfg, data, ctx.split, variant))
+            done[variant.run_name] = str(run_inference(setup, data, ctx.split, variant))
     return done
 
 
@@ -169,10 +202,9 @@ def evaluation_system(ctx: StageContext, name: str, data: TwoDomainData):
     """System ``name`` for the evaluate stage: loaded read-only from the stage that trained it (the
     graph) when made from the same inputs, else fitted in ``systems/<name>``, a cache keyed by all of
     its inputs (:mod:`urllm.cache`)."""
-    from urllm.cache import fitted_system
+    from urllm.systems import fitted_system
 
-    layout = ctx.layout
-    return fitted_system(name, ctx.cfg, data, layout.cache_dir(name), shared=layout.system_dir(name))
+    return fitted_system(name, ctx.cfg, data)
 
 
 def all_stages(cfg: Config | None = None) -> list[Stage]:
@@ -187,7 +219,7 @@ def all_stages(cfg: Config | None = None) -> list[Stage]:
         Stage("graph", ("graph", "seed"), ("prepare",), run_graph, extends=True),  # epochs+ continue
         Stage("index", ("retrieval", "seed"), ("graph",), run_index),
         Stage("prompts", ("prompts", "llm"), ("index",), run_prompts),
-        Stage("finetune", ("finetune", "llm"), ("prompts",), run_finetune),
+        Stage("finetune", ("finetune", "llm"), ("prompts",), run_finetune, consumes=finetune_reads),
         Stage(
             "infer",
             (*llm, "finetune", "grounding", "infer", "pipeline.systems"),

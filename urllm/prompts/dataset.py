@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,9 +26,9 @@ from tqdm.auto import tqdm
 from urllm.configuration import to_dict
 from urllm.data.schema import Record, TwoDomainData
 from urllm.prompts.builder import PromptBuilder, count_tokens
+from urllm.prompts.config import PromptConfig
 
 if TYPE_CHECKING:
-    from urllm.config import Config
     from urllm.retrieval.encoders import UserEmbedder
     from urllm.retrieval.neighbours import UserRetriever
 
@@ -73,21 +73,16 @@ def token_stats(lengths: Sequence[int], budget: int) -> dict[str, float]:
     }
 
 
-def _fingerprint(cfg: Config, data: TwoDomainData, split: str) -> str:
-    """Hash of what a split's prompts depend on: configs, records and the systems' saved state."""
-    from urllm.retrieval.encoders import system_dir
-
+def _fingerprint(pc: PromptConfig, key: dict, data: TwoDomainData, split: str) -> str:
+    """Hash of what a split's prompts depend on: the prompt settings, ``key["config"]`` (the retrieval and
+    LLM settings), the records, and the saved state in the folders ``key["folders"]`` (the encoder's and
+    the candidates system's)."""
     h = hashlib.sha256()
-    h.update(
-        json.dumps([to_dict(cfg.prompts), to_dict(cfg.retrieval), to_dict(cfg.llm)], sort_keys=True).encode()
-    )
+    h.update(json.dumps([to_dict(pc), *key.get("config", [])], sort_keys=True).encode())
     for r in (*data.records("train"), *data.records(split)):
         h.update(f"{r.user}|{r.history}|{r.target}|{r.domain}\n".encode())
-    for name, given in (
-        (cfg.retrieval.encoder, cfg.retrieval.encoder_dir),
-        (cfg.prompts.candidates_system, cfg.prompts.candidates_dir),
-    ):
-        folder = Path(given) if given else system_dir(cfg, name)
+    for folder in key.get("folders", []):
+        folder = Path(folder)
         files = sorted(folder.rglob("*")) if folder.is_dir() else []
         h.update(
             json.dumps(
@@ -139,33 +134,33 @@ def build_split(
 
 
 def write_prompt_datasets(
-    cfg: Config,
+    pc: PromptConfig,
     data: TwoDomainData,
     out_dir: str | Path,
-    tokenizer: Any = None,
-    embedder: UserEmbedder | None = None,
-    retriever: UserRetriever | None = None,
-    scorer: Any = None,
-    index_dir: str | Path | None = None,
+    tokenizer: Any,
+    *,
+    use_chat_template: bool = True,
+    neighbours: Callable[[], tuple[UserEmbedder, UserRetriever]] | None = None,
+    scorer: Callable[[], Any] | None = None,
+    key: dict | None = None,
 ) -> dict[str, Any]:
     """Write ``<split>.parquet`` for every split of ``data`` and ``stats.json``; return the statistics.
 
-    Missing pieces are made from the config: the tokenizer (``llm``), the encoder and the index
-    (``retrieval``; the index is saved to ``index_dir`` when given) and the candidates system.
+    Args:
+        neighbours: returns the user encoder and the index of training users (needed when
+            ``pc.n_neighbours > 0``); called only when a split is written.
+        scorer: returns the system ranking the candidates (needed when ``pc.n_candidates > 0``).
+        key: what else the prompts depend on (``config``: JSON-able settings, ``folders``: the folders
+            of the systems' saved state); a split whose recorded fingerprint matches is skipped.
     """
     from datasets import Dataset
 
-    from urllm.retrieval.encoders import fitted_embedder, fitted_system
-    from urllm.retrieval.neighbours import UserRetriever, training_users
+    from urllm.retrieval.neighbours import training_users
 
-    pc = cfg.prompts
+    key = key or {}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if tokenizer is None:
-        from urllm.llm.model import load_tokenizer
-
-        tokenizer = load_tokenizer(cfg.llm)
-    builder = PromptBuilder(pc, data.catalogue, tokenizer, cfg.llm.use_chat_template)
+    builder = PromptBuilder(pc, data.catalogue, tokenizer, use_chat_template)
     _, user_items = training_users(data.records("train"))
 
     splits = [s for s in ("train", "valid", "test") if s in data.splits]
@@ -173,24 +168,21 @@ def write_prompt_datasets(
     for split in splits:
         stats_file = out / f"{split}.stats.json"
         done = (out / f"{split}.parquet").is_file() and stats_file.is_file()
-        if done and json.loads(stats_file.read_text()).get("fingerprint") == _fingerprint(cfg, data, split):
+        fp = _fingerprint(pc, key, data, split)
+        if done and json.loads(stats_file.read_text()).get("fingerprint") == fp:
             logger.info("prompts/%s.parquet is up to date; skipped", split)
         else:
             todo.append(split)
+    embedder = retriever = None
     if pc.n_neighbours > 0 and todo:
-        if embedder is None:
-            embedder = fitted_embedder(cfg, data)
-        if retriever is None:
-            retriever = UserRetriever.build(embedder, data.records("train"), cfg.retrieval)
-            if index_dir is not None:
-                retriever.save(index_dir)
-    if pc.n_candidates > 0 and todo and scorer is None:
-        same = (
-            embedder is not None
-            and pc.candidates_system == cfg.retrieval.encoder
-            and pc.candidates_dir == cfg.retrieval.encoder_dir
-        )
-        scorer = embedder if same else fitted_system(pc.candidates_system, cfg, data, pc.candidates_dir)
+        if neighbours is None:
+            raise ValueError("prompts.n_neighbours > 0: give neighbours (the encoder and the user index)")
+        embedder, retriever = neighbours()
+    rank = None
+    if pc.n_candidates > 0 and todo:
+        if scorer is None:
+            raise ValueError("prompts.n_candidates > 0: give scorer (the candidates system)")
+        rank = scorer()
 
     for split in todo:
         records = data.records(split)
@@ -198,9 +190,9 @@ def write_prompt_datasets(
             nbrs, _ = retriever.search(embedder, records, k=pc.n_neighbours)
         else:
             nbrs = [[] for _ in records]
-        cands = top_candidates(scorer, records, data, pc.n_candidates, pc.batch_size)
+        cands = top_candidates(rank, records, data, pc.n_candidates, pc.batch_size)
         cols, stats = build_split(records, builder, nbrs, user_items, cands, data, desc=f"prompts {split}")
-        stats["fingerprint"] = _fingerprint(cfg, data, split)
+        stats["fingerprint"] = _fingerprint(pc, key, data, split)
         tmp = out / f"{split}.parquet.partial"
         Dataset.from_dict(cols).to_parquet(str(tmp))
         tmp.replace(out / f"{split}.parquet")  # atomic: a killed run never leaves half a split

@@ -30,9 +30,11 @@ from pathlib import Path
 import numpy as np
 
 from urllm.data.schema import DataError, Record, TwoDomainData
+from urllm.grounding.config import GroundingConfig
 from urllm.grounding.listwise import rank_labels, shuffled
 from urllm.grounding.prior import out_of_fold_scores
 from urllm.prompts.builder import BuiltPrompt, PromptBuilder
+from urllm.prompts.config import PromptConfig
 
 logger = logging.getLogger(__name__)
 
@@ -75,10 +77,12 @@ def backbone_candidates(
 class RankPrompts:
     """Listwise prompts for records: neighbours' items + history + K labelled candidates."""
 
-    def __init__(self, cfg, data: TwoDomainData, tokenizer, k: int) -> None:
+    def __init__(
+        self, pc: PromptConfig, data: TwoDomainData, tokenizer, k: int, use_chat_template: bool = True
+    ) -> None:
         from urllm.retrieval.neighbours import training_users
 
-        self.builder = PromptBuilder(cfg.prompts, data.catalogue, tokenizer, cfg.llm.use_chat_template)
+        self.builder = PromptBuilder(pc, data.catalogue, tokenizer, use_chat_template)
         self.labels, self.label_ids = rank_labels(tokenizer, k)
         self.k = k
         _, self.user_items = training_users(data.records("train"))
@@ -119,18 +123,28 @@ def position_histogram(records: Sequence[Record], candidates: Sequence[Sequence[
 
 
 def write_rank_datasets(
-    cfg, data: TwoDomainData, out_dir: Path, backbone, tokenizer, parquet_dir: Path
+    pc: PromptConfig,
+    g: GroundingConfig,
+    seed: int,
+    data: TwoDomainData,
+    out_dir: Path,
+    backbone,
+    tokenizer,
+    parquet_dir: Path,
+    use_chat_template: bool = True,
 ) -> dict:
-    """Write ``train.parquet`` (fine-tune pool) and ``valid.parquet`` (held-out users) + ``stats.json``."""
+    """Write ``train.parquet`` (fine-tune pool) and ``valid.parquet`` (held-out users) + ``stats.json``.
+
+    The lists are ``backbone``'s top ``g.top_n`` (out of fold for training records), the prompts
+    ``pc``'s with the neighbours stored in ``parquet_dir/train.parquet`` (the prompts stage's)."""
     from datasets import Dataset
 
-    g = cfg.grounding
     k = g.top_n
     train = data.records("train")
-    held = holdout_users(train, g.fusion_holdout_users, cfg.seed)
-    maker = RankPrompts(cfg, data, tokenizer, k)
+    held = holdout_users(train, g.fusion_holdout_users, seed)
+    maker = RankPrompts(pc, data, tokenizer, k, use_chat_template)
     src = parquet_dir / "train.parquet"
-    if cfg.prompts.n_neighbours > 0 and not src.is_file():
+    if pc.n_neighbours > 0 and not src.is_file():
         raise DataError(f"{src}: no prompts; run `urllm prompts build --config CONFIG` first")
     nbrs = parquet_neighbours(src if src.is_file() else None, train, data.catalogue)
     cands, exact = backbone_candidates(backbone, train, data, k, out_of_fold=True)
@@ -156,7 +170,7 @@ def write_rank_datasets(
                 if g.rank_train_missing == "drop":
                     continue
                 c[-1] = r.target
-            rng = np.random.default_rng([cfg.seed, i])
+            rng = np.random.default_rng([seed, i])
             order = shuffled(c, rng)
             built = maker.build(r, nbrs[i], order)
             cols["prompt"].append(built.text)

@@ -1,9 +1,10 @@
-"""Recipe: LoRA fine-tuning of the LLM on the prompt datasets (:func:`urllm.llm.finetune.finetune`).
+"""Recipe: LoRA fine-tuning of the LLM on the prompt datasets (:func:`urllm.systems.finetune_lora`).
 
     urllm finetune --config configs/art_office.yaml [key=value ...]
     (= accelerate launch --config_file configs/accelerate/cpu.yaml -m urllm.recipes.finetune --config ...)
 
-Reads ``<run_dir>/prompts`` (``finetune.prompts_dir``), writes ``<run_dir>/finetune``
+Reads ``<run_dir>/prompts-rank`` (built first from the backbone's lists; ``finetune.task: title``:
+``<run_dir>/prompts``; ``finetune.prompts_dir`` replaces either), writes ``<run_dir>/finetune``
 (``finetune.output_dir``); a rerun after a kill resumes from the last checkpoint.
 """
 
@@ -19,9 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(parser, argv)
 
     def body(cfg) -> int:
-        from urllm.llm.finetune import finetune
+        from urllm.systems import finetune_lora
 
-        finetune(cfg)  # logs its summary with the adapter path
+        finetune_lora(cfg)  # logs its summary with the adapter path
         return 0
 
     return run(args, body)

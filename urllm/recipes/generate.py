@@ -34,16 +34,17 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         from urllm.data.load import load_data_from_config
-        from urllm.llm.finetune import prompts_dir
         from urllm.llm.generate import greedy_generate, load_finetuned, title_match_rates
         from urllm.llm.train_state import load_prompts
-        from urllm.run_layout import check_output_file
+        from urllm.run_layout import RunLayout, check_output_file
 
         if args.out:
             check_output_file(args.out)
         if args.threads:
             torch.set_num_threads(args.threads)
-        rows = load_prompts(prompts_dir(cfg) / f"{args.split}.parquet", args.n, cfg.seed, ("target_domain",))
+        rows = load_prompts(
+            RunLayout.of(cfg).finetune_prompts / f"{args.split}.parquet", args.n, cfg.seed, ("target_domain",)
+        )
         prompts, completions = rows["prompt"], rows["completion"]
         catalogue = load_data_from_config(cfg.data).catalogue
         titles = {

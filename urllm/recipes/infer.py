@@ -53,12 +53,15 @@ def main(argv: list[str] | None = None, data_loader: Callable | None = None) -> 
             check_system(name, "--systems")
             if not is_llm_system(name):
                 raise ConfigError(f"--systems: {name!r} is not an LLM system (nothing to infer)")
-        variants = list(dict.fromkeys(variant_for(n, cfg) for n in names))
+        variants = list(dict.fromkeys(variant_for(n, cfg.grounding.mode) for n in names))
         data = (data_loader or load_data_from_config)(cfg.data)
         data.records(args.split)  # fail early on a missing split
         runs = {(v.mode, v.retrieval): v for v in variants}  # no-grounding shares the free run
+        from urllm.systems import infer_setup
+
+        setup = infer_setup(cfg)
         for v in runs.values():
-            path = run_inference(cfg, data, args.split, v, state=state)
+            path = run_inference(setup, data, args.split, v, state=state)
             if state.is_main_process:
                 logger.info("wrote %s", path)
         return 0

@@ -1,41 +1,34 @@
-"""The retrieval stage end to end: fit the encoder, index training users, measure neighbour usefulness."""
+"""The retrieval stage end to end: index the training users, measure neighbour usefulness."""
 
 from __future__ import annotations
 
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from urllm.data.schema import TwoDomainData
-from urllm.retrieval.encoders import UserEmbedder, fitted_embedder
+from urllm.retrieval.config import RetrievalConfig
+from urllm.retrieval.encoders import UserEmbedder
 from urllm.retrieval.neighbours import UserRetriever, hit_rates, training_users
-
-if TYPE_CHECKING:
-    from urllm.config import Config
 
 logger = logging.getLogger(__name__)
 
 
-def build_retriever(
-    cfg: Config, data: TwoDomainData, out_dir: str | Path | None = None, embedder: UserEmbedder | None = None
-) -> tuple[UserEmbedder, UserRetriever]:
-    """Fit (or load) ``retrieval.encoder``, index the training users, and save the index to ``out_dir``."""
-    embedder = embedder or fitted_embedder(cfg, data)
-    retriever = UserRetriever.build(embedder, data.records("train"), cfg.retrieval)
-    if out_dir is not None:
-        retriever.save(out_dir)
-    return embedder, retriever
-
-
 def hit_rate_report(
-    cfg: Config, data: TwoDomainData, split: str = "valid", embedder: UserEmbedder | None = None
+    rc: RetrievalConfig,
+    data: TwoDomainData,
+    embedder: UserEmbedder,
+    split: str = "valid",
+    out_dir: str | Path | None = None,
 ) -> dict:
-    """``{"hit_rate": {k: {retrieved, random, ratio}}, "per_domain": …}`` for the records of ``split``."""
-    rc = cfg.retrieval
+    """``{"hit_rate": {k: {retrieved, random, ratio}}, "per_domain": …}`` for the records of ``split``:
+    the training users indexed with ``embedder`` (the fitted ``retrieval.encoder``); the index is saved
+    to ``out_dir`` when given (the index stage's folder)."""
     records = data.records(split)
     start = time.perf_counter()
-    embedder, retriever = build_retriever(cfg, data, cfg.run_path / "index", embedder)
+    retriever = UserRetriever.build(embedder, data.records("train"), rc)
+    if out_dir is not None:
+        retriever.save(out_dir)
     nbrs, _ = retriever.search(embedder, records, k=max(rc.k, *rc.hit_rate_ks))
     _, items = training_users(data.records("train"))
     item_domain = data.catalogue.item_domain

@@ -28,12 +28,10 @@ logger = logging.getLogger(__name__)
 
 
 class PureSVD:
-    """Args: cfg: the root Config (reads ``cfg.retrieval.svd``) or an :class:`SVDConfig`."""
+    """Args: cfg: the factorisation (``retrieval.svd``)."""
 
-    def __init__(self, cfg=None) -> None:
-        if cfg is None:
-            cfg = SVDConfig()
-        self.cfg: SVDConfig = cfg if isinstance(cfg, SVDConfig) else cfg.retrieval.svd
+    def __init__(self, cfg: SVDConfig | None = None) -> None:
+        self.cfg = cfg or SVDConfig()
         self.factors: np.ndarray | None = None  # (n_items, D)
         self.item_domain: np.ndarray | None = None
         self.ranges: list[range] = []

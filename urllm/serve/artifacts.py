@@ -115,7 +115,7 @@ def needed_stages(name: str, cfg: Config) -> list[str]:
         from urllm.infer.variants import variant_for
 
         stages = ["prepare", *needed_stages(cfg.grounding.backbone, cfg)]
-        if variant_for(name, cfg).retrieval:
+        if variant_for(name, cfg.grounding.mode).retrieval:
             stages.append("index")
         if cfg.infer.use_adapter and not cfg.infer.adapter_dir and "finetune" in cfg.pipeline.stages:
             stages.append("finetune")
@@ -155,7 +155,9 @@ def check_fusion(name: str, cfg: Config, data: TwoDomainData, config_path: str =
     train = data.records("train")
     held = holdout_users(train, cfg.grounding.fusion_holdout_users, cfg.seed)
     keys = [record_key(r, data.catalogue) for r in train if r.user in held]
-    path = out_path(cfg, "train", variant_for(name, cfg))
+    from urllm.systems import infer_setup
+
+    path = out_path(infer_setup(cfg).paths, "train", variant_for(name, cfg.grounding.mode))
     have = JsonlStore(path, {}).load() if path.is_file() else {}
     missing = sum(k not in have for k in keys)
     if missing:
@@ -167,7 +169,8 @@ def check_fusion(name: str, cfg: Config, data: TwoDomainData, config_path: str =
 
 def load_system(name: str, cfg: Config, data: TwoDomainData, llm: tuple | None, config_path: str = "") -> Any:
     """System ``name`` ready to score, from the run's artifacts (stages checked fresh by the caller)."""
-    from urllm.recommender import kind_of, make_system, system_factory
+    from urllm.recommender import kind_of, system_factory
+    from urllm.systems import make_system
 
     factory = system_factory(name)
     if kind_of(name) == "graph" and callable(getattr(factory, "load", None)):
@@ -194,11 +197,11 @@ def load_embedder(cfg: Config, data: TwoDomainData, systems: dict[str, Any]) -> 
         from urllm.graph.system import GraphSystem
 
         return GraphSystem.load(cfg.run_path / "graph")
-    from urllm.retrieval.encoders import fitted_system
+    from urllm.systems import fitted_system
 
     if name == "sasrec" and not cfg.retrieval.encoder_dir:
         check_sasrec(cfg, data)  # fitted_system() would train otherwise
-    return fitted_system(name, cfg, data, cfg.retrieval.encoder_dir)
+    return fitted_system(name, cfg, data, from_dir=cfg.retrieval.encoder_dir)
 
 
 def load_retriever(cfg: Config, data: TwoDomainData, systems: dict[str, Any]) -> tuple[Any, Any] | None:

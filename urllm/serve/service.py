@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from urllm.data.schema import Record, TwoDomainData, load_data
+from urllm.recommender import is_llm_system
 from urllm.serve import artifacts
 from urllm.serve.evidence import EvidenceBuilder, normalise, top_items
 from urllm.serve.query import Catalog, Query, history_record, parse_query
@@ -68,10 +69,12 @@ class Recommendation:
         needed = [s for n in names for s in artifacts.needed_stages(n, cfg)]
         artifacts.check_stages(cfg, list(dict.fromkeys(needed)), config_path)
         data = load_data(cfg.run_path / "prepare")
-        if llm is None and any(n.startswith("urllm") for n in names):
-            from urllm.infer.engine import load_llm
+        if llm is None and any(is_llm_system(n) for n in names):
+            from urllm.infer.engine import adapter_path, load_llm
+            from urllm.run_layout import RunLayout
 
-            llm = load_llm(cfg, cfg.serve.device)
+            adapter = adapter_path(cfg.infer, RunLayout.of(cfg).finetune)
+            llm = load_llm(cfg.llm, adapter, cfg.serve.device)
         loaded = {n: artifacts.load_system(n, cfg, data, llm, config_path) for n in names}
         retriever = artifacts.load_retriever(cfg, data, loaded)
         service = cls(cfg, data, loaded, retriever)
