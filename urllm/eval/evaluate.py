@@ -166,7 +166,9 @@ def evaluate_records(
     cuts = cfg.cold_start
     if cuts and is_llm_system(system_name) and not cfg.cold_start_llm:
         cuts = []  # said in the JSON, never silently: every copy is one more LLM call
-        result["simulated_cold_start_skipped"] = "LLM system: set eval.cold_start_llm=true to score the copies"
+        result["simulated_cold_start_skipped"] = (
+            "LLM system: set eval.cold_start_llm=true to score the copies"
+        )
     if cuts:
         result["simulated_cold_start"] = {}
     for n in cuts:
