@@ -2,6 +2,13 @@ import pytest
 
 from urllm.data.synthetic import make_synthetic
 
+# the graph at its smallest (one epoch, no folds, full softmax): the pipeline tests' graph stage in seconds
+GRAPH_TINY = [
+    "graph.hidden=16", "graph.semantic_dim=4", "graph.max_len=6", "graph.batch_size=64", "graph.epochs=1",
+    "graph.graph_folds=0", "graph.calibrate=false", "graph.selection=valid", "graph.negatives=0",
+    "graph.hard_negatives=0", "graph.max_attr_frac=1.0", "graph.align_items=16", "graph.progress=false",
+]  # fmt: skip
+
 
 @pytest.fixture(scope="session")
 def synthetic():

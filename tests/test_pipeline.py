@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from conftest import GRAPH_TINY as GRAPH_TINY_BASE
 
 from urllm.config import load_config
 from urllm.data.art_office import write_art_office
@@ -149,12 +150,7 @@ def test_evaluate_cli_scores_several_systems(tiny_config, tmp_path):
     assert results["transition"] == json.loads(one.read_text())  # a single system keeps the plain format
 
 
-GRAPH_TINY = [
-    "graph.hidden=16", "graph.semantic_dim=4", "graph.max_len=6", "graph.batch_size=64", "graph.epochs=1",
-    "graph.graph_folds=0", "graph.calibrate=false", "graph.selection=valid", "graph.negatives=0",
-    "graph.hard_negatives=0", "graph.max_attr_frac=1.0", "graph.align_items=16", "graph.progress=false",
-    "retrieval.encoder=graph", "pipeline.systems=[popularity,graph]",
-]  # fmt: skip
+GRAPH_TINY = [*GRAPH_TINY_BASE, "retrieval.encoder=graph", "pipeline.systems=[popularity,graph]"]
 RUNTIME_KNOBS = [
     "graph.threads=1", "graph.progress=true", "graph.eval_batch_size=7", "eval.batch_size=5",
     "retrieval.batch_size=3", "prompts.batch_size=9", "infer.batch_size=3", "infer.threads=1",

@@ -4,6 +4,7 @@ what it reads changed (the fine-tune: its prompts' text, not their candidates co
 from __future__ import annotations
 
 import pytest
+from conftest import GRAPH_TINY as GRAPH_TINY_BASE
 from conftest import write_tiny_config
 
 from urllm.config import load_config
@@ -12,12 +13,7 @@ from urllm.llm.config import LLMConfig
 from urllm.pipeline.runner import run_pipeline
 from urllm.pipeline.stages import all_stages
 
-GRAPH_TINY = [
-    "graph.hidden=16", "graph.semantic_dim=4", "graph.max_len=6", "graph.batch_size=64", "graph.epochs=1",
-    "graph.graph_folds=0", "graph.calibrate=false", "graph.selection=valid", "graph.negatives=0",
-    "graph.hard_negatives=0", "graph.max_attr_frac=1.0", "graph.align_items=16", "graph.progress=false",
-    "retrieval.encoder=svd", "retrieval.svd.dim=8",
-]  # fmt: skip
+GRAPH_TINY = [*GRAPH_TINY_BASE, "retrieval.encoder=svd", "retrieval.svd.dim=8"]
 LISTWISE_TINY = [
     "grounding.mode=rank", "grounding.backbone=prior", "grounding.top_n=4",
     "grounding.fusion_holdout_users=4", "finetune.task=rank", "prompts.n_neighbours=2",
