@@ -36,7 +36,7 @@ def test_unknown_config_key_is_a_clear_error(tmp_path, caplog):
 
 def test_unknown_system_is_a_clear_error(tmp_path, caplog):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("data:\n  root: /nonexistent\n")
+    cfg.write_text(f"run_dir: {tmp_path / 'run'}\ndata:\n  root: /nonexistent\n")
     assert main(["evaluate", "--config", str(cfg), "--system", "nope"]) == 2
     assert "unknown system 'nope'" in caplog.text
 

@@ -10,7 +10,7 @@ import torch
 from accelerate import Accelerator
 
 from urllm.configuration import ConfigError, from_dict
-from urllm.data.schema import Record
+from urllm.data.schema import DataError, Record
 from urllm.graph.batches import encode_inputs, next_in_domain, training_batch
 from urllm.graph.build import (
     collaborative_graphs,
@@ -25,7 +25,7 @@ from urllm.graph.config import GraphConfig
 from urllm.graph.model import DualGraphEncoder
 from urllm.graph.semantic import attribute_graph, embed_titles, knn_graph
 from urllm.graph.system import GraphSystem, build_graphs
-from urllm.graph.train import CALIBRATION_GRID, heldout_records, run_epoch
+from urllm.graph.train import CALIBRATION_GRID, heldout_records, run_epoch, scores_in_batches, user_folds
 
 # items 0-2 are domain X, 3-5 domain Y
 DOM = np.array([0, 0, 0, 1, 1, 1])
@@ -340,6 +340,34 @@ def test_training_steps_lower_the_loss(synthetic):
         model(b)["loss"].backward()
         opt.step()
     assert float(model(b)["loss"].detach()) < 0.8 * first
+
+
+def test_out_of_fold_scores_are_per_fold_and_unseen_users_are_fold_zero(synthetic, tmp_path):
+    cfg = dataclasses.replace(TINY, graph_folds=4, calibrate=True, epochs=1)
+    system = GraphSystem(cfg)
+    system.fit(synthetic, tmp_path)
+    train = synthetic.records("train")
+    folds = user_folds(train, 4)
+    assert system.unseen_users() == {r.user for r in heldout_records(train, 4)}
+    assert system.unseen_users() == {u for u, f in folds.items() if f == 0} and system.unseen_users()
+    recs = [r for r in train if r.domain == 1][:12] + synthetic.records("valid")[:3]
+    got = system.score_out_of_fold(recs, 1)
+    item_domain = synthetic.catalogue.item_domain
+    for i, r in enumerate(recs):  # each row as its own fold scores it (valid users: in no fold, as usual)
+        want = scores_in_batches(system.model, [r], 1, item_domain, 4, system.device, folds.get(r.user))
+        np.testing.assert_allclose(got[i], want[0], rtol=1e-5, atol=1e-5)
+    valid = synthetic.records("valid")[:3]
+    np.testing.assert_allclose(got[-3:], system.score(valid, 1), rtol=1e-5, atol=1e-5)
+    fold0 = [r for r in recs if folds.get(r.user) == 0]
+    assert fold0 and not np.allclose(system.score_out_of_fold(fold0, 1), system.score(fold0, 1))
+    loaded = GraphSystem.load(tmp_path)  # the fold map travels in graphs.pt
+    assert loaded.unseen_users() == system.unseen_users()
+    np.testing.assert_allclose(loaded.score_out_of_fold(recs, 1), got, rtol=1e-5, atol=1e-5)
+    one = GraphSystem(dataclasses.replace(TINY, graph_folds=0, calibrate=False, selection="none", epochs=1))
+    one.fit(synthetic, tmp_path / "one")
+    assert one.unseen_users() is None
+    with pytest.raises(DataError, match="graph_folds=0"):
+        one.score_out_of_fold(recs, 1)
 
 
 def test_fit_resume_reuse_and_load(synthetic, tmp_path):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from urllm.config import load_config
-from urllm.data.schema import Record, TwoDomainData
+from urllm.data.schema import DataError, Record, TwoDomainData
 from urllm.eval.evaluate import evaluate
 from urllm.grounding.calibrate import HeldOut, fit_fusion, fuse_calibrated, reciprocal_rank
 from urllm.grounding.listwise import LABEL_ALPHABET, label_logprobs, rank_labels
@@ -147,6 +147,23 @@ def test_fit_fusion_never_loses_on_the_held_out_records():
     for r in recs:
         r.llm_scores = [10.0 if g[0] == r.target else 0.0 for g in r.groups]
     assert fit_fusion(recs, [0.0, 0.5, 1.0]).weight > 0
+
+
+def test_holdout_users_come_from_the_backbones_unseen_users(synthetic):
+    train = synthetic.records("train")
+    users = sorted({r.user for r in train})
+    unseen = set(users[::3])
+
+    class Backbone:  # a graph-like backbone that names the users it never trained on
+        def unseen_users(self):
+            return unseen
+
+    held = holdout_users(train, 4, 0, Backbone())
+    assert len(held) == 4 and held <= unseen
+    assert holdout_users(train, 4, 0, Backbone()) == held  # seeded
+    assert len(holdout_users(train, 4, 0, object())) == 4  # a backbone that does not say: any user
+    with pytest.raises(DataError, match="fusion_holdout_users=999.*only"):
+        holdout_users(train, 999, 0, Backbone())
 
 
 def test_rank_datasets_out_of_fold_shuffled_and_labelled(tmp_path, synthetic, tok):

@@ -107,8 +107,9 @@ def test_graph_encoder_is_the_encoder_alone_and_shares_the_graph_model(synthetic
         full.model.prior.zero_()
         full.model.neural_weights.fill_(3.0)  # calibration must not matter for the encoder alone
     recs = synthetic.records("valid")[:20]
+    graph = GraphSystem.load(tmp_path / "systems" / "graph")  # the same model, prior and bias kept
     for d in (0, 1):
-        want = GraphSystem.score(full, recs, d) / (3.0 * float(full.model.scale[d]))  # unscaled encoder
+        want = full.score(recs, d) / (3.0 * float(full.model.scale[d]))  # unscaled encoder
         np.testing.assert_allclose(enc.score(recs, d), want, rtol=1e-4, atol=1e-5)
-        assert not np.allclose(enc.score(recs, d), GraphSystem.score(enc, recs, d))  # prior + bias do count
+        assert not np.allclose(enc.score(recs, d), graph.score(recs, d))  # prior + bias do count
     assert dataclasses.asdict(enc.cfg) == dataclasses.asdict(full.cfg)

@@ -33,7 +33,7 @@ from urllm.graph.build import (
 from urllm.graph.config import GraphConfig
 from urllm.graph.model import DualGraphEncoder
 from urllm.graph.semantic import attribute_graph, embed_titles, item_text_embeddings, knn_graph
-from urllm.graph.train import MODEL_FILE, heldout_records, scores_in_batches, signature, train
+from urllm.graph.train import MODEL_FILE, heldout_records, scores_in_batches, signature, train, user_folds
 
 logger = logging.getLogger(__name__)
 
@@ -64,10 +64,13 @@ def build_graphs(data: TwoDomainData, cfg: GraphConfig) -> dict[str, torch.Tenso
 class GraphSystem:
     """Dual-graph encoder as a :class:`~urllm.recommender.Recommender` with ``user_embeddings``."""
 
+    encoder_only = False  # score by the encoder alone (GraphEncoderSystem)
+
     def __init__(self, cfg: GraphConfig | None = None, seed: int = 0) -> None:
         self.cfg, self.seed = cfg or GraphConfig(), seed
         self.model: DualGraphEncoder | None = None
         self.item_domain: np.ndarray | None = None
+        self.folds: dict[str, int] = {}  # training user -> fold (saved in graphs.pt)
         self.device = torch.device("cpu")
 
     # ------------------------------------------------------------------ fit / load
@@ -92,9 +95,10 @@ class GraphSystem:
         model = DualGraphEncoder(cfg, ranges, graphs, text)
         n_params = sum(p.numel() for p in model.parameters())
         logger.info("graph model: %.2f M parameters", n_params / 1e6)
+        folds = user_folds(data.records("train"), cfg.graph_folds) if cfg.graph_folds else {}
         torch.save(
             {"graphs": {k: csr_to_dict(v) for k, v in graphs.items()}, "item_domain": cat.item_domain,
-             "text": text},
+             "text": text, "user_folds": folds},
             run_dir / GRAPHS_FILE,
         )  # fmt: skip
         batch = training_batch(
@@ -108,6 +112,7 @@ class GraphSystem:
         )
         self._load_weights(model, run_dir / MODEL_FILE)
         self.item_domain = cat.item_domain
+        self.folds = folds
 
     def _load_weights(self, model: DualGraphEncoder, path: Path) -> None:
         if not path.is_file():
@@ -132,6 +137,7 @@ class GraphSystem:
         model = DualGraphEncoder(cfg, [tuple(r) for r in blob["ranges"]], graphs, g["text"])
         system._load_weights(model, run_dir / MODEL_FILE)
         system.item_domain = np.asarray(g["item_domain"])
+        system.folds = dict(g.get("user_folds") or {})
         return system
 
     # ------------------------------------------------------------------ ports
@@ -145,8 +151,37 @@ class GraphSystem:
         """(len(records), n_items of ``domain``) scores; higher = better."""
         model = self._require()
         return scores_in_batches(
-            model, records, domain, self.item_domain, self.cfg.eval_batch_size, self.device
-        )
+            model, records, domain, self.item_domain, self.cfg.eval_batch_size, self.device,
+            encoder_only=self.encoder_only,
+        )  # fmt: skip
+
+    def score_out_of_fold(self, records: Sequence[Record], domain: int) -> np.ndarray:
+        """Scores of training users' records as if their fold were unseen: propagation over the graphs
+        without the user's fold and the prior without its counts (fold 0, which training leaves out) or
+        without the record's target transition (folds 1..). Exact only for fold 0 (:meth:`unseen_users`):
+        the learned weights of folds 1.. saw the user's targets. Users in no fold score as usual."""
+        model = self._require()
+        if not self.folds:
+            raise DataError(
+                "graph: no out-of-fold scores (graph.graph_folds=0, or graphs.pt of an older run: refit)"
+            )
+        out = np.zeros((len(records), model.ranges[domain][1] - model.ranges[domain][0]), np.float32)
+        by_fold: dict[int | None, list[int]] = {}
+        for i, r in enumerate(records):
+            by_fold.setdefault(self.folds.get(r.user), []).append(i)
+        for fold, idx in by_fold.items():
+            recs = [records[i] for i in idx]
+            out[idx] = scores_in_batches(
+                model, recs, domain, self.item_domain, self.cfg.eval_batch_size, self.device, fold,
+                self.encoder_only,
+            )  # fmt: skip
+        return out
+
+    def unseen_users(self) -> set[str] | None:
+        """Training users the model never trained on (fold 0 when held out), else None."""
+        if not (self.folds and self.cfg.holds_out):
+            return None
+        return {u for u, f in self.folds.items() if f == 0}
 
     @torch.no_grad()
     def user_embeddings(self, records: Sequence[Record], domain: int) -> np.ndarray:
@@ -170,14 +205,10 @@ class GraphEncoderSystem(GraphSystem):
     ``urllm evaluate`` does, ``<run_dir>/systems/graph-encoder``), it trains or reuses the sibling
     ``graph`` folder, so ``--system graph,graph-encoder`` trains once."""
 
+    encoder_only = True
+
     def fit(self, data: TwoDomainData, run_dir: Path) -> None:
         run_dir = Path(run_dir)
         if run_dir.name == "graph-encoder":
             run_dir = run_dir.with_name("graph")
         super().fit(data, run_dir)
-
-    def score(self, records: Sequence[Record], domain: int) -> np.ndarray:
-        model = self._require()
-        return scores_in_batches(
-            model, records, domain, self.item_domain, self.cfg.eval_batch_size, self.device, encoder_only=True
-        )

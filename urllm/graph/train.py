@@ -142,11 +142,9 @@ def valid_mrr(
     return out
 
 
-def heldout_records(records: Sequence[Record], folds: int) -> list[Record]:
-    """The training records of the users of fold 0 (user ``i`` of
-    :func:`~urllm.graph.build.training_sequences` is in fold ``i % folds``): records exactly like the
-    valid ones (a user's history, then their next item of a domain), of users that training leaves out
-    and whose sequences the fold-0 graphs and counts do not contain."""
+def user_folds(records: Sequence[Record], folds: int) -> dict[str, int]:
+    """Training user -> fold: user ``i`` of :func:`~urllm.graph.build.training_sequences` is in fold
+    ``i % folds`` (a user by its first sequence; users without a transition are in no fold)."""
     seqs = training_sequences(records)
     index: dict[tuple[int, ...], list[int]] = {}
     for i, s in enumerate(seqs):
@@ -154,13 +152,21 @@ def heldout_records(records: Sequence[Record], folds: int) -> list[Record]:
     by_user: dict[str, list[Record]] = {}
     for r in records:
         by_user.setdefault(r.user, []).append(r)
-    out = []
-    for recs in by_user.values():
+    out = {}
+    for user, recs in by_user.items():
         own = user_sequences(recs)
         slots = index.get(tuple(own[0]), []) if own else []
-        if slots and slots.pop(0) % folds == 0:
-            out.extend(recs)
+        if slots:
+            out[user] = slots.pop(0) % folds
     return out
+
+
+def heldout_records(records: Sequence[Record], folds: int) -> list[Record]:
+    """The training records of the users of fold 0 (:func:`user_folds`): records exactly like the
+    valid ones (a user's history, then their next item of a domain), of users that training leaves out
+    and whose sequences the fold-0 graphs and counts do not contain."""
+    fold = user_folds(records, folds)
+    return [r for r in records if fold.get(r.user) == 0]
 
 
 @torch.no_grad()

@@ -113,3 +113,10 @@ def out_of_fold_scores(backbone, records: Sequence[Record], domain: int) -> tupl
     if callable(oof):
         return np.asarray(oof(records, domain), dtype=np.float64), True
     return np.asarray(backbone.score(records, domain), dtype=np.float64), False
+
+
+def unseen_users(backbone) -> set[str] | None:
+    """Training users whose out-of-fold scores are exact (the backbone never trained on them), or None
+    when all are (the count prior) or the backbone does not say."""
+    f = getattr(backbone, "unseen_users", None)
+    return f() if callable(f) else None

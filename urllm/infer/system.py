@@ -148,7 +148,9 @@ class LLMSystem:
             from urllm.prompts.rank import holdout_users
 
             g = self.setup.grounding
-            held = holdout_users(self.data.records("train"), g.fusion_holdout_users, self.setup.seed)
+            held = holdout_users(
+                self.data.records("train"), g.fusion_holdout_users, self.setup.seed, self.backbone
+            )
             recs = [r for r in self.data.records("train") if r.user in held and r.domain == domain]
             fit = FusionFit()
             if recs:

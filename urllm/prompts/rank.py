@@ -7,8 +7,11 @@ a one-token label; the completion is the target's label (one token).
 **Training lists come from the test-time process.** At test time the candidates are the backbone's
 top K for a user the backbone never trained on (Art-Office's splits are user-disjoint). For training
 users the backbone scores *out of fold* (``score_out_of_fold``; exact for the count prior
-:class:`urllm.grounding.prior.TransitionPrior`, whose user's own transitions are removed). A backbone
-without it is used in-sample, with a WARNING and ``candidates_out_of_fold: false`` in the statistics.
+:class:`urllm.grounding.prior.TransitionPrior`, whose user's own transitions are removed; for the
+graph, propagation and counts without the user's fold: exact for fold 0, which it never trains on, and
+for folds 1.. the learned weights have seen the user, so ``stats.json`` compares the target's position
+in training, held-out and valid lists). A backbone without it is used in-sample, with a WARNING and
+``candidates_out_of_fold: false`` in the statistics.
 
 **Order.** Training lists are shuffled (seeded per record), so the label carries no position signal;
 at test time the list is in backbone order. **Targets outside the top K** cannot be labelled:
@@ -32,16 +35,23 @@ import numpy as np
 from urllm.data.schema import DataError, Record, TwoDomainData
 from urllm.grounding.config import GroundingConfig
 from urllm.grounding.listwise import rank_labels, shuffled
-from urllm.grounding.prior import out_of_fold_scores
+from urllm.grounding.prior import out_of_fold_scores, unseen_users
 from urllm.prompts.builder import BuiltPrompt, PromptBuilder
 from urllm.prompts.config import PromptConfig
 
 logger = logging.getLogger(__name__)
 
 
-def holdout_users(train: Sequence[Record], n: int, seed: int) -> set[str]:
-    """``n`` training users (seeded) kept out of the ranker's fine-tune, for fusion and valid loss."""
-    users = sorted({r.user for r in train})
+def holdout_users(train: Sequence[Record], n: int, seed: int, backbone=None) -> set[str]:
+    """``n`` training users (seeded) kept out of the ranker's fine-tune, for fusion and valid loss:
+    drawn from the users the backbone never trained on where it names them (the graph's fold 0,
+    :func:`~urllm.grounding.prior.unseen_users`), so their lists are exactly the test-time process."""
+    pool = unseen_users(backbone) if backbone is not None else None
+    users = sorted({r.user for r in train if pool is None or r.user in pool})
+    if pool is not None and n > len(users):
+        raise DataError(
+            f"grounding.fusion_holdout_users={n}: the backbone has only {len(users)} unseen training users"
+        )
     rng = np.random.default_rng(seed + 7919)
     n = min(n, len(users))
     return {users[i] for i in rng.choice(len(users), size=n, replace=False)} if n else set()
@@ -141,7 +151,7 @@ def write_rank_datasets(
 
     k = g.top_n
     train = data.records("train")
-    held = holdout_users(train, g.fusion_holdout_users, seed)
+    held = holdout_users(train, g.fusion_holdout_users, seed, backbone)
     maker = RankPrompts(pc, data, tokenizer, k, use_chat_template)
     src = parquet_dir / "train.parquet"
     if pc.n_neighbours > 0 and not src.is_file():

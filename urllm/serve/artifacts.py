@@ -142,7 +142,7 @@ def check_sasrec(cfg: Config, data: TwoDomainData, config_path: str = "") -> Pat
     return path
 
 
-def check_fusion(name: str, cfg: Config, data: TwoDomainData, config_path: str = "") -> None:
+def check_fusion(name: str, cfg: Config, data: TwoDomainData, backbone, config_path: str = "") -> None:
     """Calibrated fusion is fit on held-out training users' LLM rows: they must be in the run already
     (``score()`` would otherwise run the LLM on them at start-up and fit the fusion there)."""
     if cfg.grounding.fusion != "calibrated":
@@ -153,7 +153,7 @@ def check_fusion(name: str, cfg: Config, data: TwoDomainData, config_path: str =
     from urllm.prompts.rank import holdout_users
 
     train = data.records("train")
-    held = holdout_users(train, cfg.grounding.fusion_holdout_users, cfg.seed)
+    held = holdout_users(train, cfg.grounding.fusion_holdout_users, cfg.seed, backbone)
     keys = [record_key(r, data.catalogue) for r in train if r.user in held]
     from urllm.systems import infer_setup
 
@@ -178,13 +178,13 @@ def load_system(name: str, cfg: Config, data: TwoDomainData, llm: tuple | None, 
     backbone = cfg.grounding.backbone if kind_of(name) == "llm" else None
     if "sasrec" in (name, backbone):
         check_sasrec(cfg, data, config_path)  # fit() would train SASRec without a finished checkpoint
-    if kind_of(name) == "llm":
-        check_fusion(name, cfg, data, config_path)
     system = make_system(name, cfg)
     if llm is not None and hasattr(system, "llm"):
         system.llm = llm  # one model for every LLM system, loaded once
     # fresh stages make fit() reuse the finished checkpoints; the count baselines recount; nothing trains
     system.fit(data, cfg.run_path / "systems" / name)
+    if kind_of(name) == "llm":
+        check_fusion(name, cfg, data, system.backbone, config_path)
     return system
 
 
