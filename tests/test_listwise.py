@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from urllm.baselines.transition_prior import TransitionPrior
 from urllm.config import load_config
 from urllm.data.schema import DataError, Record, TwoDomainData
 from urllm.eval.evaluate import evaluate
 from urllm.grounding.calibrate import HeldOut, fit_fusion, fuse_calibrated, reciprocal_rank
 from urllm.grounding.listwise import LABEL_ALPHABET, label_logprobs, rank_labels
-from urllm.grounding.prior import TransitionPrior
 from urllm.infer.batch import run_inference as run_with_setup
 from urllm.infer.jobs import record_key
 from urllm.infer.variants import Variant
@@ -288,7 +288,7 @@ def test_eval_shortcut_gives_the_same_metrics(tmp_path, small, llm):
 
 def test_prior_counts_every_sequence_of_a_user_whose_windows_the_cap_left_apart(synthetic):
     """Two records of one user whose histories do not overlap give that user two sequences."""
-    from urllm.grounding.prior import TransitionPrior
+    from urllm.baselines.transition_prior import TransitionPrior
 
     cat = synthetic.catalogue
     art, office = list(cat.domain_range(0)), list(cat.domain_range(1))

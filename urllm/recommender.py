@@ -111,10 +111,11 @@ register("popularity", "baseline", "urllm.baselines.popularity:Popularity", help
 register("transition", "baseline", "urllm.baselines.transition:Transition", help="transitions", sections=())
 register(
     "transition-prior", "baseline", "urllm.baselines.transition_prior:TransitionPrior",
-    help="the graph's untrained prior: log transitions of the 3 recent items", sections=(),
+    help="the graph's untrained prior: log transitions of the 3 recent items (leave-user-out for training users)",
+    sections=(),
 )  # fmt: skip
 register(
-    "prior", "baseline", "urllm.grounding.prior:TransitionPrior", help="transition prior; leave-user-out",
+    "prior", "baseline", "urllm.baselines.transition_prior:TransitionPrior", help="= transition-prior",
     sections=(),
 )  # fmt: skip
 register(

@@ -48,7 +48,7 @@ class _Backbone:
         if self.fn is not None:
             return self.fn(records, domain)
         if self.out_of_fold:
-            from urllm.grounding.prior import out_of_fold_scores
+            from urllm.grounding.backbone import out_of_fold_scores
 
             return out_of_fold_scores(self.get(), records, domain)[0]
         return self.get().score(records, domain)

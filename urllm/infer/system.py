@@ -36,9 +36,9 @@ from pathlib import Path
 import numpy as np
 
 from urllm.data.schema import DataError, Record, TwoDomainData
+from urllm.grounding.backbone import out_of_fold_scores
 from urllm.grounding.calibrate import FusionFit, HeldOut, fit_fusion, fuse_calibrated
 from urllm.grounding.fusion import fuse
-from urllm.grounding.prior import out_of_fold_scores
 from urllm.grounding.refiner import Grounded
 from urllm.infer.grounders import make_grounder
 from urllm.infer.jobs import record_key

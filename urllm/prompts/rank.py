@@ -7,7 +7,7 @@ a one-token label; the completion is the target's label (one token).
 **Training lists come from the test-time process.** At test time the candidates are the backbone's
 top K for a user the backbone never trained on (Art-Office's splits are user-disjoint). For training
 users the backbone scores *out of fold* (``score_out_of_fold``; exact for the count prior
-:class:`urllm.grounding.prior.TransitionPrior`, whose user's own transitions are removed; for the
+:class:`urllm.baselines.transition_prior.TransitionPrior`, whose user's own transitions are removed; for the
 graph, propagation and counts without the user's fold: exact for fold 0, which it never trains on, and
 for folds 1.. the learned weights have seen the user, so ``stats.json`` compares the target's position
 in training, held-out and valid lists). A backbone without it is used in-sample, with a WARNING and
@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from urllm.data.schema import DataError, Record, TwoDomainData
+from urllm.grounding.backbone import out_of_fold_scores, unseen_users
 from urllm.grounding.config import GroundingConfig
 from urllm.grounding.listwise import rank_labels, shuffled
-from urllm.grounding.prior import out_of_fold_scores, unseen_users
 from urllm.prompts.builder import BuiltPrompt, PromptBuilder
 from urllm.prompts.config import PromptConfig
 
@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 def holdout_users(train: Sequence[Record], n: int, seed: int, backbone=None) -> set[str]:
     """``n`` training users (seeded) kept out of the ranker's fine-tune, for fusion and valid loss:
     drawn from the users the backbone never trained on where it names them (the graph's fold 0,
-    :func:`~urllm.grounding.prior.unseen_users`), so their lists are exactly the test-time process."""
+    :func:`~urllm.grounding.backbone.unseen_users`), so their lists are exactly the test-time process."""
     pool = unseen_users(backbone) if backbone is not None else None
     users = sorted({r.user for r in train if pool is None or r.user in pool})
     if pool is not None and n > len(users):
