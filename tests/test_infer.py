@@ -275,3 +275,25 @@ def test_batch_entry_point_help():
         [sys.executable, "-m", "urllm.recipes.infer", "--help"], capture_output=True, text=True
     )
     assert out.returncode == 0 and "--systems" in out.stdout
+
+
+def test_no_retrieval_variant_can_have_its_own_adapter(tmp_path):
+    from urllm.infer.config import InferConfig
+    from urllm.infer.engine import adapter_path, shared_llm
+
+    ft, own = tmp_path / "finetune", tmp_path / "own"
+    for d in (ft / "adapter", own):
+        d.mkdir(parents=True)
+        (d / "adapter_config.json").write_text("{}")
+    plain = InferConfig()
+    assert adapter_path(plain, ft) == adapter_path(plain, ft, retrieval=False) == ft / "adapter"
+    split = InferConfig(no_retrieval_adapter_dir=str(own))
+    assert adapter_path(split, ft) == ft / "adapter" and adapter_path(split, ft, retrieval=False) == own
+    with pytest.raises(ConfigError, match="no_retrieval_adapter_dir"):
+        adapter_path(InferConfig(no_retrieval_adapter_dir=str(tmp_path)), ft, retrieval=False)
+    assert adapter_path(InferConfig(use_adapter=False, no_retrieval_adapter_dir=str(own)), ft, False) is None
+    llm = ("model", "tok", ft / "adapter")
+    assert shared_llm(llm, ft / "adapter") is llm  # the loaded model carries the asked adapter
+    assert shared_llm(llm, own) is None  # another adapter: load it
+    assert shared_llm(("m", "t", None), own) is None  # the base model is not the adapter asked for
+    assert shared_llm(llm, None) is llm  # nothing asked: whatever is loaded

@@ -81,7 +81,7 @@ def run_inference(
     from accelerate.utils import gather_object
     from tqdm.auto import tqdm
 
-    from urllm.infer.engine import Engine, adapter_path, load_llm
+    from urllm.infer.engine import Engine, adapter_path, load_llm, shared_llm
 
     state = state or PartialState()
     cat = data.catalogue
@@ -92,7 +92,10 @@ def run_inference(
     parquet = prompts_file(
         pdir, split, setup.infer.prompt_source, variant.retrieval and setup.prompts.n_neighbours > 0
     )
-    adapter = llm[2] if llm is not None else adapter_path(setup.infer, setup.paths.finetune)
+    llm = shared_llm(llm, adapter_path(setup.infer, setup.paths.finetune, variant.retrieval))
+    adapter = (
+        llm[2] if llm is not None else adapter_path(setup.infer, setup.paths.finetune, variant.retrieval)
+    )
     store = JsonlStore(path, run_settings(setup, variant, parquet, adapter))
     if state.is_main_process:
         store.check(setup.infer.overwrite)

@@ -29,6 +29,12 @@ class InferConfig:
         "parquet (the prompts stage) | history (history-only prompts from the prompt builder) | auto (parquet if present)",
     )
     adapter_dir: str = opt("", "LoRA adapter; empty = <run_dir>/finetune/adapter when it exists", path=True)
+    no_retrieval_adapter_dir: str = opt(
+        "",
+        "LoRA adapter of urllm-no-retrieval, fine-tuned on history-only prompts; empty = urllm's adapter "
+        "(the ablation then shares it: its evaluate JSON names the adapter)",
+        path=True,
+    )
     use_adapter: bool = opt(True, "load the adapter (false: the base model, e.g. to measure it)")
     limit: int = opt(0, "infer only the first N records of each target domain (0 = all); a documented subset")
     run_missing: bool = opt(

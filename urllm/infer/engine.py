@@ -26,21 +26,30 @@ from urllm.llm.config import LLMConfig
 logger = logging.getLogger(__name__)
 
 
-def adapter_path(infer: InferConfig, finetune_dir: Path) -> Path | None:
-    """The LoRA adapter to load: ``infer.adapter_dir``, else ``<finetune_dir>/adapter`` if present.
+def adapter_path(infer: InferConfig, finetune_dir: Path, retrieval: bool = True) -> Path | None:
+    """The LoRA adapter to load: ``infer.adapter_dir``, else ``<finetune_dir>/adapter`` if present;
+    for the history-only variant (``retrieval`` false) ``infer.no_retrieval_adapter_dir`` when set.
 
     ``finetune_dir`` is where the fine-tune wrote (``finetune.output_dir`` or ``<run_dir>/finetune``,
     :attr:`urllm.run_layout.RunLayout.finetune`).
     """
     if not infer.use_adapter:
         return None
-    if infer.adapter_dir:
-        path = Path(infer.adapter_dir)
-        if not (path / "adapter_config.json").is_file():
-            raise ConfigError(f"infer.adapter_dir: no adapter_config.json in {path}")
-        return path
+    for key in ("adapter_dir",) if retrieval else ("no_retrieval_adapter_dir", "adapter_dir"):
+        if getattr(infer, key):
+            path = Path(getattr(infer, key))
+            if not (path / "adapter_config.json").is_file():
+                raise ConfigError(f"infer.{key}: no adapter_config.json in {path}")
+            return path
     path = Path(finetune_dir) / "adapter"
     return path if (path / "adapter_config.json").is_file() else None
+
+
+def shared_llm(llm: tuple | None, adapter: Path | None) -> tuple | None:
+    """``llm`` when it carries ``adapter`` (or no adapter is asked for), else None: load the one asked."""
+    if llm is None or adapter is None or (llm[2] is not None and Path(llm[2]) == Path(adapter)):
+        return llm
+    return None
 
 
 def load_llm(llm: LLMConfig, adapter: Path | None, device) -> tuple:

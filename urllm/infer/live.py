@@ -24,12 +24,13 @@ logger = logging.getLogger(__name__)
 
 class Live:
     def __init__(self, system) -> None:
-        from urllm.infer.engine import Engine, adapter_path, load_llm
+        from urllm.infer.engine import Engine, adapter_path, load_llm, shared_llm
 
         self.system = system
         setup = system.setup
+        adapter = adapter_path(setup.infer, setup.paths.finetune, system.variant.retrieval)
+        system.llm = shared_llm(system.llm, adapter)
         if system.llm is None:
-            adapter = adapter_path(setup.infer, setup.paths.finetune)
             system.llm = load_llm(setup.llm, adapter, None)
         model, self.tok, _ = system.llm
         self.engine = Engine(
