@@ -143,10 +143,28 @@ def test_fit_fusion_never_loses_on_the_held_out_records():
     assert fit.holdout_mrr_backbone == pytest.approx(
         np.mean([reciprocal_rank(r.backbone, r.target) for r in recs])
     )
-    # an oracle LLM gets weight > 0
+    # an oracle LLM gets weight > 0, also when its gain must be significant
     for r in recs:
         r.llm_scores = [10.0 if g[0] == r.target else 0.0 for g in r.groups]
     assert fit_fusion(recs, [0.0, 0.5, 1.0]).weight > 0
+    sure = fit_fusion(recs, [0.0, 0.5, 1.0], confidence=0.95)
+    assert sure.weight > 0 and sure.best_gain_lo > 0
+
+
+def test_fit_fusion_keeps_the_backbone_when_the_held_out_gain_may_be_chance():
+    rng = np.random.default_rng(3)
+    recs = []
+    for i in range(40):
+        base = rng.normal(size=40)
+        top = np.argsort(-base)[:5]
+        target = int(top[1]) if i == 0 else int(rng.integers(0, 40))  # one list where the LLM can help
+        llm = [10.0 if c == target else 0.0 for c in top]
+        recs.append(HeldOut([(int(c),) for c in top], llm, base, 0, target))
+    loose = fit_fusion(recs, [0.0, 0.5, 1.0])
+    assert loose.weight > 0 and loose.holdout_gain_mrr > 0  # one record's gain picks w > 0
+    strict = fit_fusion(recs, [0.0, 0.5, 1.0], confidence=0.95)
+    assert strict.weight == 0.0 and strict.best_weight == loose.weight and strict.best_gain_lo <= 0
+    assert strict.holdout_gain_mrr == 0.0 and strict.holdout_mrr_fused == strict.holdout_mrr_backbone
 
 
 def test_holdout_users_come_from_the_backbones_unseen_users(synthetic):

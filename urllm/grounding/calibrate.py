@@ -15,6 +15,9 @@ candidate with the same backbone score; at ``w = 0`` the ranking is exactly the 
 is a candidate); ``w`` maximises held-out MRR over a grid that includes 0. The held-out records are
 training users never fine-tuned on (:func:`urllm.prompts.rank.holdout_users`), scored by the backbone
 out of fold -- never the split that is reported. Since 0 is in the grid, the held-out gain is >= 0.
+With ``grounding.fusion_confidence`` (default 0.95) the best weight must also show a held-out gain whose
+paired bootstrap interval lies above 0, else the backbone is kept (``w = 0``): a gain on a few dozen
+held-out lists that could be chance does not move the ranking.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+
+from urllm.eval.paired import paired_bootstrap
 
 W_MAX = 1.0 - 1e-6  # w = 1 keeps a trace of the backbone so items outside C stay ordered, not tied
 
@@ -94,6 +99,9 @@ class FusionFit:
     holdout_mrr_backbone: float = 0.0
     holdout_mrr_fused: float = 0.0
     holdout_gain_mrr: float = 0.0
+    best_weight: float = 0.0  # the best held-out MRR's weight, before the confidence test
+    best_gain_lo: float | None = None  # its paired interval of the held-out gain (confidence > 0)
+    best_gain_hi: float | None = None
 
     def to_dict(self) -> dict:
         return {f"fusion_{k}": v for k, v in asdict(self).items()}
@@ -129,22 +137,38 @@ def fit_temperature(records: Sequence[HeldOut]) -> float:
     return float(grid[int(np.argmin(nll))])
 
 
-def fit_fusion(records: Sequence[HeldOut], weights: Sequence[float]) -> FusionFit:
-    """Fit ``T`` then pick ``w`` by held-out MRR (ties: the smaller weight, so 0 wins a tie)."""
+def fit_fusion(
+    records: Sequence[HeldOut], weights: Sequence[float], confidence: float = 0.0, seed: int = 0
+) -> FusionFit:
+    """Fit ``T`` then pick ``w`` by held-out MRR (ties: the smaller weight, so 0 wins a tie).
+
+    ``confidence`` > 0: the best ``w`` is kept only when the paired bootstrap interval (this level,
+    seeded) of its per-record held-out gain over the backbone lies above 0; else ``w = 0``. A gain seen on
+    a few dozen held-out lists that could be chance does not get to move the ranking."""
     fit = FusionFit(n=len(records))
     if not records:
         return fit
     fit.temperature = fit_temperature(records)
     fit.n_target_in_candidates = sum(any(r.target in g for g in r.groups) for r in records)
+    rr: dict[float, np.ndarray] = {}
     for w in sorted(weights):
-        rr = [
-            reciprocal_rank(
-                fuse_calibrated(r.groups, r.llm_scores, r.backbone, r.lo, w, fit.temperature), r.target - r.lo
-            )
-            for r in records
-        ]
-        fit.mrr_by_weight[f"{w:g}"] = round(float(np.mean(rr)), 6)
+        rr[w] = np.array(
+            [
+                reciprocal_rank(
+                    fuse_calibrated(r.groups, r.llm_scores, r.backbone, r.lo, w, fit.temperature),
+                    r.target - r.lo,
+                )
+                for r in records
+            ]
+        )
+        fit.mrr_by_weight[f"{w:g}"] = round(float(rr[w].mean()), 6)
     best = max(sorted(weights), key=lambda w: (fit.mrr_by_weight[f"{w:g}"], -w))
+    fit.best_weight = float(best)
+    if best > 0 and confidence > 0:
+        gain = paired_bootstrap(rr[best], rr[0.0], seed=seed, level=confidence)
+        fit.best_gain_lo, fit.best_gain_hi = round(gain["lo"], 6), round(gain["hi"], 6)
+        if gain["lo"] <= 0:
+            best = 0.0
     fit.weight = float(best)
     fit.holdout_mrr_backbone = fit.mrr_by_weight[f"{0.0:g}"]
     fit.holdout_mrr_fused = fit.mrr_by_weight[f"{best:g}"]

@@ -70,6 +70,11 @@ class GroundingConfig:
     fusion_holdout_users: int = opt(
         100, "training users (seeded) never fine-tuned on: fit T and w (calibrated), rank valid loss"
     )
+    fusion_confidence: float = opt(
+        0.95,
+        "calibrated: the best held-out w is kept only if the paired bootstrap interval (this level) of its "
+        "held-out MRR gain over the backbone lies above 0, else w = 0; 0 = keep the best w whatever",
+    )
     rank_train_missing: Literal["drop", "insert"] = opt(
         "drop", "rank fine-tune: a target outside the top K is dropped, or replaces the K-th candidate"
     )
@@ -110,6 +115,8 @@ class GroundingConfig:
             raise ValueError(f"fusion_weights must lie in [0, 1], got {self.fusion_weights}")
         if self.rank_train_missing not in MISSING_TARGET:
             raise ValueError(f"rank_train_missing must be one of {list(MISSING_TARGET)}")
+        if not 0.0 <= self.fusion_confidence < 1.0:
+            raise ValueError(f"fusion_confidence must lie in [0, 1), got {self.fusion_confidence}")
         if self.fusion_holdout_users < 0:
             raise ValueError("fusion_holdout_users must be >= 0")
         names = (

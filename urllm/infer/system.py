@@ -161,7 +161,7 @@ class LLMSystem:
                 for r, row, b in zip(recs, rows, base, strict=True):
                     groups, scores, _ = self.groups(row)
                     held_out.append(HeldOut(groups, scores, b, lo, r.target))
-                fit = fit_fusion(held_out, g.fusion_weights)
+                fit = fit_fusion(held_out, g.fusion_weights, g.fusion_confidence, self.setup.seed)
             else:
                 logger.warning(
                     "%s: no held-out training records of domain %d: fusion weight 0", self.name, domain
