@@ -325,3 +325,20 @@ def test_lora_folder_of_other_settings_is_never_resumed(tmp_path):
     (prompts / "train.parquet").write_bytes(b"two")  # other training prompts
     with pytest.raises(ConfigError, match="prompts_train differ"):
         check_signature(output_dir(cfg), lora_signature(cfg.finetune, cfg.llm, cfg.seed, prompts), "finetune")
+
+
+def test_data_digest_memo_is_by_identity_never_by_a_recycled_id(synthetic):
+    import copy
+    import dataclasses
+
+    from urllm.cache import data_digest
+
+    first = data_digest(synthetic)
+    assert data_digest(synthetic) == first  # memo hit: the same objects
+    twin = copy.deepcopy(synthetic)  # equal content, other objects (equal numpy arrays: no truth-value error)
+    assert data_digest(twin) == first
+    fewer = dataclasses.replace(twin, splits={**twin.splits, "train": twin.splits["train"][:-1]})
+    assert data_digest(fewer) != first
+    twin.splits["train"] = twin.splits["train"][:-1]  # a split swapped in place: recomputed
+    assert data_digest(twin) == data_digest(fewer)
+    assert data_digest(synthetic, ("train",)) != first  # other splits: another digest

@@ -37,15 +37,16 @@ logger = logging.getLogger(__name__)
 CACHE_FILE = "cache.json"
 # a system registered without its sections depends on all of these (the data enters as its digest)
 ALL_SECTIONS = ("sasrec", "llm", "finetune", "graph", "retrieval", "prompts", "grounding")
-_DIGESTS: dict[int, tuple[Any, str]] = {}
+_DIGESTS: list[tuple[tuple, str]] = []  # (the objects digested, digest); held so their ids stay theirs
+_MEMO_SIZE = 4
 
 
 def data_digest(data: TwoDomainData, splits: tuple[str, ...] = ("train", "valid")) -> str:
     """sha256 of the records of ``splits`` and of the catalogue (ids, domains, titles, texts)."""
-    memo = _DIGESTS.get(id(data))
-    marker = (data.catalogue, *(id(data.splits.get(s)) for s in splits))
-    if memo is not None and memo[0] == marker:
-        return memo[1]
+    marker = (tuple(splits), data, data.catalogue, *(data.splits.get(s) for s in splits))
+    for objects, digest in _DIGESTS:  # the same objects (identity, not equality: ids of dead objects recur)
+        if objects[0] == marker[0] and all(a is b for a, b in zip(objects[1:], marker[1:], strict=True)):
+            return digest
     h = hashlib.sha256()
     cat = data.catalogue
     h.update(json.dumps([list(cat.domains), cat.item_domain.tolist(), cat.titles, cat.texts]).encode())
@@ -54,7 +55,8 @@ def data_digest(data: TwoDomainData, splits: tuple[str, ...] = ("train", "valid"
         for r in data.splits.get(split, []):
             h.update(f"{r.user}|{' '.join(map(str, r.history))}|{r.target}|{r.domain}\n".encode())
     digest = h.hexdigest()[:20]
-    _DIGESTS[id(data)] = (marker, digest)
+    _DIGESTS.insert(0, (marker, digest))
+    del _DIGESTS[_MEMO_SIZE:]
     return digest
 
 
