@@ -129,15 +129,22 @@ def test_calibrated_fusion_is_scale_free_and_backbone_at_zero():
     assert order[5:].tolist() == rest
 
 
-def test_fit_fusion_never_loses_on_the_held_out_records():
-    rng = np.random.default_rng(1)
+def held_out_lists(rng, n: int, target_of, llm_of) -> list[HeldOut]:
+    """``n`` held-out records over 40 items: the backbone's top 5 as LLM groups, target and LLM scores
+    from ``target_of(i, top)`` and ``llm_of(top, target)``."""
     recs = []
-    for _ in range(30):
+    for i in range(n):
         base = rng.normal(size=40)
         top = np.argsort(-base)[:5]
-        target = int(rng.choice(top))
-        llm = rng.normal(size=5)  # an uninformative LLM
-        recs.append(HeldOut([(int(c),) for c in top], llm.tolist(), base, 0, target))
+        target = target_of(i, top)
+        recs.append(HeldOut([(int(c),) for c in top], list(llm_of(top, target)), base, 0, target))
+    return recs
+
+
+def test_fit_fusion_never_loses_on_the_held_out_records():
+    rng = np.random.default_rng(1)
+    # an uninformative LLM
+    recs = held_out_lists(rng, 30, lambda i, top: int(rng.choice(top)), lambda top, t: rng.normal(size=5))
     fit = fit_fusion(recs, [0.0, 0.5, 1.0])
     assert fit.holdout_gain_mrr >= 0 and "0" in fit.mrr_by_weight
     assert fit.holdout_mrr_backbone == pytest.approx(
@@ -153,13 +160,12 @@ def test_fit_fusion_never_loses_on_the_held_out_records():
 
 def test_fit_fusion_keeps_the_backbone_when_the_held_out_gain_may_be_chance():
     rng = np.random.default_rng(3)
-    recs = []
-    for i in range(40):
-        base = rng.normal(size=40)
-        top = np.argsort(-base)[:5]
-        target = int(top[1]) if i == 0 else int(rng.integers(0, 40))  # one list where the LLM can help
-        llm = [10.0 if c == target else 0.0 for c in top]
-        recs.append(HeldOut([(int(c),) for c in top], llm, base, 0, target))
+    recs = held_out_lists(
+        rng,
+        40,
+        lambda i, top: int(top[1]) if i == 0 else int(rng.integers(0, 40)),  # one list where the LLM can help
+        lambda top, target: [10.0 if c == target else 0.0 for c in top],  # an oracle on the list
+    )
     loose = fit_fusion(recs, [0.0, 0.5, 1.0])
     assert loose.weight > 0 and loose.holdout_gain_mrr > 0  # one record's gain picks w > 0
     strict = fit_fusion(recs, [0.0, 0.5, 1.0], confidence=0.95)

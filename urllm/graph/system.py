@@ -33,7 +33,7 @@ from urllm.graph.build import (
 from urllm.graph.config import GraphConfig
 from urllm.graph.model import DualGraphEncoder
 from urllm.graph.semantic import attribute_graph, embed_titles, item_text_embeddings, knn_graph
-from urllm.graph.train import MODEL_FILE, heldout_records, scores_in_batches, signature, train, user_folds
+from urllm.graph.train import MODEL_FILE, scores_in_batches, signature, train, user_folds
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class GraphSystem:
         )
         valid = data.splits.get("valid", [])
         sig = signature(cfg, self.seed, data_identity(data))
-        held = heldout_records(data.records("train"), cfg.graph_folds) if cfg.holds_out else []
+        held = [r for r in data.records("train") if folds.get(r.user) == 0] if cfg.holds_out else []
         self.state = train(
             model, batch, valid, cat.item_domain, cfg, self.seed, run_dir, sig, held, domain_names=cat.domains
         )

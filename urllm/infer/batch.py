@@ -92,10 +92,9 @@ def run_inference(
     parquet = prompts_file(
         pdir, split, setup.infer.prompt_source, variant.retrieval and setup.prompts.n_neighbours > 0
     )
-    llm = shared_llm(llm, adapter_path(setup.infer, setup.paths.finetune, variant.retrieval))
-    adapter = (
-        llm[2] if llm is not None else adapter_path(setup.infer, setup.paths.finetune, variant.retrieval)
-    )
+    wanted = adapter_path(setup.infer, setup.paths.finetune, variant.retrieval)
+    llm = shared_llm(llm, wanted)
+    adapter = llm[2] if llm is not None else wanted
     store = JsonlStore(path, run_settings(setup, variant, parquet, adapter))
     if state.is_main_process:
         store.check(setup.infer.overwrite)
